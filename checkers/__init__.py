@@ -1,0 +1,1 @@
+"""Checkers: counter bounds and lost updates, linearizability and its models, stats."""

@@ -1,0 +1,240 @@
+"""Sequential specifications for the linearizability checker.
+
+A model is Porcupine's Init/Step/Equal: ``init()`` gives the initial state, and
+``step(state, f, arg, result)`` gives the state after an operation, or ``INCONSISTENT``
+if the operation could not have returned ``result`` in ``state``. States are hashable
+and compared with ``==`` (that is Equal), so the search can memoize on them. A crashed
+operation's result is ``UNKNOWN``: it may have taken effect, with any result.
+
+``partition`` optionally splits a history into independent sub-histories (one per key),
+each checked on its own: P-compositionality. A new model is a small class with these
+methods, registered in ``MODELS``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable, Protocol, Sequence, runtime_checkable
+
+
+class _Sentinel:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+INCONSISTENT: Any = _Sentinel("INCONSISTENT")
+UNKNOWN: Any = _Sentinel("UNKNOWN")
+
+
+def freeze(v: Any) -> Hashable:
+    """Lists become tuples and dicts sorted item tuples, so values can be states."""
+    if isinstance(v, list | tuple):
+        return tuple(freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((freeze(k), freeze(x)) for k, x in v.items()))
+    if isinstance(v, set | frozenset):
+        return frozenset(freeze(x) for x in v)
+    return v
+
+
+@runtime_checkable
+class Model(Protocol):
+    name: str
+
+    def init(self) -> Hashable: ...
+
+    def step(self, state: Any, f: str, arg: Any, result: Any) -> Any: ...
+
+    def describe(self, state: Any) -> str:
+        """The state in words for counterexamples."""
+
+
+class Counter:
+    """``add`` delta (its result is ignored), ``read`` -> the count."""
+
+    name = "counter"
+
+    def __init__(self, initial: int = 0) -> None:
+        self.initial = initial
+
+    def init(self) -> int:
+        return self.initial
+
+    def step(self, state: int, f: str, arg: Any, result: Any) -> Any:
+        if f == "add":
+            return state + arg
+        if f == "read":
+            return state if result is UNKNOWN or result == state else INCONSISTENT
+        raise ValueError(f"counter model has no operation {f!r}")
+
+    def describe(self, state: int) -> str:
+        return f"count = {state}"
+
+
+class Register:
+    """``write`` v, ``read`` -> v; the initial value is null unless given."""
+
+    name = "register"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = freeze(initial)
+
+    def init(self) -> Hashable:
+        return self.initial
+
+    def step(self, state: Any, f: str, arg: Any, result: Any) -> Any:
+        if f == "write":
+            return freeze(arg)
+        if f == "read":
+            return state if result is UNKNOWN or freeze(result) == state else INCONSISTENT
+        raise ValueError(f"{self.name} model has no operation {f!r}")
+
+    def describe(self, state: Any) -> str:
+        return f"value = {_show(state)}"
+
+
+class CasRegister(Register):
+    """A register with ``cas [old, new]``: succeeds only when the value is ``old``."""
+
+    name = "cas-register"
+
+    def step(self, state: Any, f: str, arg: Any, result: Any) -> Any:
+        if f == "cas":
+            old, new = arg
+            return freeze(new) if freeze(old) == state else INCONSISTENT
+        return super().step(state, f, arg, result)
+
+
+class KV:
+    """Independent keys: values ``[key, v]`` with cas-register semantics per key.
+
+    The state is the tuple of (key, value) pairs that differ from the initial value;
+    ``partition`` splits by key so each key is searched on its own.
+    """
+
+    name = "kv"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.register = CasRegister(initial)
+
+    def init(self) -> Hashable:
+        return ()
+
+    def step(self, state: tuple, f: str, arg: Any, result: Any) -> Any:
+        key, v = arg
+        values = dict(state)
+        before = values.get(freeze(key), self.register.initial)
+        res = result[1] if isinstance(result, list | tuple) else result
+        after = self.register.step(before, f, v, res)
+        if after is INCONSISTENT:
+            return INCONSISTENT
+        if after == self.register.initial:
+            values.pop(freeze(key), None)
+        else:
+            values[freeze(key)] = after
+        return tuple(sorted(values.items(), key=repr))
+
+    def key_of(self, arg: Any) -> Hashable:
+        return freeze(arg[0])
+
+    def describe(self, state: tuple) -> str:
+        return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state) or "all initial"
+
+
+class Set:
+    """``add`` e, ``read`` -> the whole set (any order)."""
+
+    name = "set"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = frozenset(freeze(x) for x in (initial or ()))
+
+    def init(self) -> frozenset:
+        return self.initial
+
+    def step(self, state: frozenset, f: str, arg: Any, result: Any) -> Any:
+        if f == "add":
+            return state | {freeze(arg)}
+        if f == "read":
+            if result is UNKNOWN:
+                return state
+            return state if frozenset(freeze(x) for x in result) == state else INCONSISTENT
+        raise ValueError(f"set model has no operation {f!r}")
+
+    def describe(self, state: frozenset) -> str:
+        return "{" + ", ".join(sorted(_show(x) for x in state)) + "}"
+
+
+class Mutex:
+    """``acquire`` succeeds only when free, ``release`` only when held."""
+
+    name = "mutex"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = bool(initial)
+
+    def init(self) -> bool:
+        return self.initial
+
+    def step(self, state: bool, f: str, arg: Any, result: Any) -> Any:
+        if f == "acquire":
+            return True if not state else INCONSISTENT
+        if f == "release":
+            return False if state else INCONSISTENT
+        raise ValueError(f"mutex model has no operation {f!r}")
+
+    def describe(self, state: bool) -> str:
+        return "held" if state else "free"
+
+
+class MultiRegister:
+    """``txn`` of ``[read|write, key, value]`` micro-ops over several registers."""
+
+    name = "multi-register"
+
+    def __init__(self, initial: Any = None) -> None:
+        self.initial = freeze(initial or {})
+
+    def init(self) -> Hashable:
+        return self.initial
+
+    def step(self, state: tuple, f: str, arg: Any, result: Any) -> Any:
+        if f != "txn":
+            raise ValueError(f"multi-register model has no operation {f!r}")
+        values = dict(state)
+        known = result is not UNKNOWN and result is not None
+        mops: Sequence = result if known else arg
+        for mf, k, v in mops:
+            k = freeze(k)
+            if mf == "write":
+                values[k] = freeze(v)
+            elif mf == "read":
+                if known and values.get(k) != freeze(v):
+                    return INCONSISTENT
+            else:
+                raise ValueError(f"multi-register txn has no micro-op {mf!r}")
+        return tuple(sorted(values.items(), key=repr))
+
+    def describe(self, state: tuple) -> str:
+        return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state)
+
+
+def _show(v: Any) -> str:
+    return "null" if v is None else repr(v) if isinstance(v, str) else str(v)
+
+
+MODELS: dict[str, Callable[..., Model]] = {
+    m.name: m for m in (Counter, Register, CasRegister, KV, Set, Mutex, MultiRegister)
+}
+
+
+def make_model(name: str, initial: Any = None) -> Model:
+    """A model by name; ``initial`` overrides its initial state when not None."""
+    try:
+        cls = MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise ValueError(f"unknown model {name!r} (known: {known})") from None
+    return cls() if initial is None else cls(initial)

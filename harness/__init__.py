@@ -1,0 +1,1 @@
+"""The splitbrain controller: spec, run loop, interpreter, history, store, remotes, CLI."""

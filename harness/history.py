@@ -1,0 +1,198 @@
+"""Operations and the durable history (the ★ history contract of ARCHITECTURE.md).
+
+A history is a sequence of operations in recording order. Every client operation is
+recorded twice: an ``invoke`` before the request is sent, and a completion (``ok``,
+``fail`` or ``info``) after the reply. The writer appends one JSON object per line and
+flushes after every operation, so a controller killed with SIGKILL still leaves every
+complete line readable; ``sync()`` fsyncs at phase ends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TextIO
+
+INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
+TYPES = frozenset((INVOKE, OK, FAIL, INFO))
+NEMESIS = "nemesis"
+
+_CORE_FIELDS = ("index", "time", "type", "process", "f", "value")
+
+
+class HistoryError(ValueError):
+    """A history file that cannot be read; the message names the line."""
+
+
+@dataclass(slots=True)
+class Op:
+    """One history entry. ``extra`` holds optional fields (``node``, ``error``, ...)."""
+
+    type: str
+    f: str
+    value: Any = None
+    process: int | str | None = None
+    time: int = -1
+    index: int = -1
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def complete(self, type: str, value: Any = None, **extra: Any) -> Op:
+        """The completion of this invocation: same process and f, a new type and value."""
+        return Op(type, self.f, value, self.process, extra=extra)
+
+    def ok(self, value: Any = None, **extra: Any) -> Op:
+        return self.complete(OK, value, **extra)
+
+    def fail(self, error: str, value: Any = None, **extra: Any) -> Op:
+        return self.complete(FAIL, value, error=error, **extra)
+
+    def info(self, error: str, value: Any = None, **extra: Any) -> Op:
+        return self.complete(INFO, value, error=error, **extra)
+
+    @property
+    def error(self) -> Any:
+        return self.extra.get("error")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {
+            "index": self.index,
+            "time": self.time,
+            "type": self.type,
+            "process": self.process,
+            "f": self.f,
+            "value": self.value,
+        }
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Op:
+        extra = {k: v for k, v in d.items() if k not in _CORE_FIELDS}
+        return cls(
+            d["type"], d["f"], d.get("value"), d.get("process"),
+            d.get("time", -1), d.get("index", -1), extra,
+        )
+
+
+class HistoryWriter:
+    """Appends operations to ``history.jsonl``, assigning index and keeping them in memory.
+
+    Each line is flushed to the operating system as soon as it is written, so nothing
+    recorded is lost if the controller dies; ``sync`` additionally fsyncs.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        self.count = 0
+
+    def append(self, op: Op) -> Op:
+        op.index = self.count
+        self.count += 1
+        self._file.write(self._dumps(op.to_dict()) + "\n")
+        self._file.flush()
+        return op
+
+    def sync(self) -> None:
+        if not self._file.closed:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+
+def parse_op(obj: Any, where: str) -> Op:
+    """Validates one decoded JSON object as an op; ``where`` names it in errors."""
+    if not isinstance(obj, dict):
+        raise HistoryError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key in ("type", "f", "process"):
+        if key not in obj:
+            raise HistoryError(f"{where}: missing field {key!r}")
+    if obj["type"] not in TYPES:
+        raise HistoryError(f"{where}: unknown type {obj['type']!r}")
+    return Op.from_dict(obj)
+
+
+def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> Iterator[Op]:
+    """Reads a splitbrain ``history.jsonl``.
+
+    A malformed line raises HistoryError naming it. With ``tolerate_torn_tail`` a last
+    line without its newline (a write cut short by SIGKILL) is skipped instead.
+    """
+    with open(path, encoding="utf-8") as f:
+        lines = f.readlines()
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        torn = not line.endswith("\n") and n == len(lines)
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            if torn and tolerate_torn_tail:
+                return
+            what = "truncated" if torn else "malformed"
+            raise HistoryError(f"{path}:{n}: {what} JSON ({e.msg})") from None
+        op = parse_op(obj, f"{path}:{n}")
+        if op.index < 0:
+            op.index = n - 1
+        yield op
+
+
+def read_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> list[Op]:
+    return list(iter_jsonl(path, tolerate_torn_tail=tolerate_torn_tail))
+
+
+@dataclass(slots=True)
+class Pair:
+    """An invocation and its completion (None if it never completed)."""
+
+    invoke: Op
+    completion: Op | None
+
+    @property
+    def type(self) -> str:
+        """``ok``, ``fail``, or ``info`` (which includes never completed)."""
+        return self.completion.type if self.completion is not None else INFO
+
+    @property
+    def end(self) -> float:
+        """Completion time; ``inf`` for an operation that may still take effect."""
+        if self.completion is None or self.completion.type == INFO:
+            return float("inf")
+        return self.completion.time
+
+
+def pairs(history: Iterable[Op], *, include_nemesis: bool = False) -> list[Pair]:
+    """Matches each invocation with its process's next completion, in invocation order.
+
+    Raises HistoryError when a process invokes twice without completing or completes
+    without invoking: the contract allows one operation in flight per process.
+    """
+    open_: dict[Any, Pair] = {}
+    out: list[Pair] = []
+    for op in history:
+        if op.process == NEMESIS and not include_nemesis:
+            continue
+        if op.type == INVOKE:
+            if op.process in open_:
+                raise HistoryError(
+                    f"op {op.index}: process {op.process} invoked again while op "
+                    f"{open_[op.process].invoke.index} was still in flight"
+                )
+            p = Pair(op, None)
+            open_[op.process] = p
+            out.append(p)
+        else:
+            p = open_.pop(op.process, None)
+            if p is None:
+                raise HistoryError(
+                    f"op {op.index}: {op.type} for process {op.process} with no invocation"
+                )
+            p.completion = op
+    return out

@@ -1,0 +1,1 @@
+"""Faults: partitions, kills, pauses, clock skew, latency; schedules and composition."""
