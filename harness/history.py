@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
@@ -77,20 +78,27 @@ class Op:
 
 
 class HistoryWriter:
-    """Appends operations to ``history.jsonl``, assigning index and keeping them in memory.
+    """Appends operations to ``history.jsonl``, stamping index and time.
 
     Each line is flushed to the operating system as soon as it is written, so nothing
     recorded is lost if the controller dies; ``sync`` additionally fsyncs.
     """
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, t0_ns: int | None = None) -> None:
         self.path = Path(path)
+        self.t0_ns = time.monotonic_ns() if t0_ns is None else t0_ns
         self._file: TextIO = open(self.path, "a", encoding="utf-8")
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
         self.count = 0
 
+    def now(self) -> int:
+        """Nanoseconds since the run started, on the monotonic clock."""
+        return time.monotonic_ns() - self.t0_ns
+
     def append(self, op: Op) -> Op:
+        """Stamps ``op`` with the next index and the current time, and records it."""
         op.index = self.count
+        op.time = time.monotonic_ns() - self.t0_ns
         self.count += 1
         self._file.write(self._dumps(op.to_dict()) + "\n")
         self._file.flush()

@@ -1,0 +1,119 @@
+"""The ``splitbrain`` command line.
+
+Each command is a thin shell over a module that does the work, so the work can be
+called from Python and tested without the CLI. Exit codes follow Jepsen's: 0 valid,
+1 invalid, 2 unknown, 254 bad usage or input (one line on stderr), 255 internal error.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from harness.errors import UsageError
+from harness.history import HistoryError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 254, 255
+
+
+def exit_code(valid: Any) -> int:
+    return {True: EXIT_VALID, False: EXIT_INVALID}.get(valid, EXIT_UNKNOWN)
+
+
+def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for p in pairs:
+        key, sep, value = p.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-o expects KEY=VALUE, got {p!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """splitbrain: Jepsen-style consistency testing with real clusters and real faults."""
+
+
+@cli.command()
+@click.argument("test_file", required=False, type=click.Path(dir_okay=False))
+@click.option("--system", help="system under test (see `splitbrain list`)")
+@click.option("--workload", help="what clients do and what is checked")
+@click.option("--nemesis", help="faults, comma separated: partition,kill or none")
+@click.option("--backend", type=click.Choice(["local", "docker", "ssh"]))
+@click.option("--nodes", type=int, help="number of nodes n1..nN")
+@click.option("--node", "node_names", multiple=True, help="a node host (repeatable)")
+@click.option("--concurrency", type=int, help="concurrent client workers")
+@click.option("--rate", type=float, help="overall ops per second (default: unlimited)")
+@click.option("--time-limit", type=float, help="seconds of client operations")
+@click.option("--seed", type=int, help="random seed (default: time-based)")
+@click.option("--store", type=click.Path(file_okay=False), help="store directory")
+@click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="system option")
+def run(test_file: str | None, options: tuple[str, ...], **flags: Any) -> None:
+    """Start a cluster, drive clients, inject faults, check the history."""
+    from harness.runner import run_from_cli
+
+    result = run_from_cli(test_file, _parse_options(options), flags)
+    sys.exit(exit_code(result["valid"]))
+
+
+@cli.command()
+@click.argument("history", type=click.Path(dir_okay=False))
+@click.option("--model", default="counter", show_default=True)
+@click.option("--format", "fmt", default="auto", show_default=True,
+              type=click.Choice(["auto", "jsonl", "edn", "jepsen-log", "porcupine"]))
+@click.option("--initial", help="initial model state as JSON")
+@click.option("--time-limit", type=float, help="seconds before giving up (unknown)")
+@click.option("--memory-limit", type=int, help="MiB before giving up (unknown)")
+def check(history: str, model: str, fmt: str, initial: str | None,
+          time_limit: float | None, memory_limit: int | None) -> None:
+    """Check a recorded history for linearizability against a model."""
+    from harness.check_command import check_file
+
+    result = check_file(history, model=model, fmt=fmt, initial=initial,
+                        time_limit=time_limit, memory_limit_mb=memory_limit)
+    sys.exit(exit_code(result["valid"]))
+
+
+@cli.command()
+def cleanup() -> None:
+    """Remove what a crashed or killed run left behind (from splitbrain's own records)."""
+    from harness.cleanup import cleanup_all
+
+    for line in cleanup_all():
+        click.echo(line)
+
+
+@cli.command(name="list")
+def list_() -> None:
+    """Systems, workloads, nemeses and models."""
+    from harness.registry import catalogue
+
+    for kind, names in catalogue().items():
+        click.echo(f"{kind}: {', '.join(names)}")
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+    except click.UsageError as e:
+        click.echo(f"splitbrain: {e.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as e:
+        click.echo(f"splitbrain: {e.format_message()}", err=True)
+        sys.exit(EXIT_USAGE)
+    except (UsageError, HistoryError) as e:
+        click.echo(f"splitbrain: {e}", err=True)
+        sys.exit(EXIT_USAGE)
+    except SystemExit:
+        raise
+    except BaseException:
+        traceback.print_exc()
+        click.echo("splitbrain: internal error (the traceback above is a bug)", err=True)
+        sys.exit(EXIT_INTERNAL)
