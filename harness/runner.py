@@ -1,0 +1,195 @@
+"""The run loop: cluster up, clients and faults, heal, final reads, teardown, check.
+
+Teardown is the part that must never be skipped: every fault healed, every node's logs
+collected, every namespace and process removed, on a normal end, an exception, Ctrl-C
+or SIGTERM. SIGTERM is turned into the same KeyboardInterrupt as Ctrl-C, and a second
+signal during teardown is ignored, so cleaning up cannot itself be interrupted. What was
+recorded before an interruption stays in history.jsonl, and the verdict is "unknown".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from checkers.base import UNKNOWN
+from harness.context import Spec, Test
+from harness.db import LogFiles
+from harness.errors import NotRootError, UsageError
+from harness.history import HistoryWriter, read_jsonl
+from harness.interpreter import Interpreter
+from harness.registry import load_system, load_workload
+from harness.remote import Remote
+from harness.spec_loader import build_spec
+from harness.store import new_run_dir, write_json
+from harness.summary import print_summary
+from nemeses.package import NemesisPackage, build_nemesis
+from workloads.base import Workload
+
+log = logging.getLogger("splitbrain")
+
+OP_TIMEOUT = 5.0
+"""Backstop for a client op; clients enforce their own, shorter, timeouts."""
+
+
+def run_from_cli(test_file: str | None, options: dict[str, str],
+                 flags: dict[str, Any]) -> dict[str, Any]:
+    return run(build_spec(test_file, options, flags))
+
+
+def run(spec: Spec) -> dict[str, Any]:
+    """Runs one test end to end and returns the checker's result (also in results.json)."""
+    system = load_system(spec.system, spec.options)
+    workload: Workload = load_workload(spec.workload, spec.options)
+    remote = _make_remote(spec)
+    run_dir = new_run_dir(spec.store, spec.name)
+    _log_to(run_dir / "splitbrain.log")
+    write_json(run_dir / "test.json", spec.to_dict())
+    test = Test(spec, remote, run_dir)
+    history = HistoryWriter(run_dir / "history.jsonl")
+    interrupted = False
+    log.info("run %s in %s (seed %d)", spec.name, run_dir, spec.seed)
+    with _signals_raise_interrupt():
+        try:
+            _run_cluster(test, system, workload, history)
+        except KeyboardInterrupt:
+            interrupted = True
+            log.warning("interrupted: healing faults and tearing the cluster down")
+    history.close()
+    return _check_and_report(test, workload, interrupted)
+
+
+def _make_remote(spec: Spec) -> Remote:
+    if spec.backend != "local":
+        raise UsageError(f"the {spec.backend} backend is not available yet; use --backend local")
+    if os.geteuid() != 0:
+        raise NotRootError("the local backend creates network namespaces and iptables rules, "
+                           "which needs root: run splitbrain as root (e.g. with sudo)")
+    from harness.remotes.local import LocalRemote
+
+    return LocalRemote()
+
+
+def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter) -> None:
+    """Everything that needs the cluster; tears it down on every exit path."""
+    db = system.db(test)
+    package: NemesisPackage | None = None
+    try:
+        test.remote.setup(test.nodes)
+        _on_every_node(test.nodes, lambda node: db.setup(test, node))
+        package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed))
+        package.nemesis.setup(test)
+        asyncio.run(_clients_and_faults(test, system, workload, history, package))
+    finally:
+        with _signals_ignored():
+            _teardown(test, db, package, history)
+
+
+async def _clients_and_faults(test: Test, system: Any, workload: Workload,
+                              history: HistoryWriter, package: NemesisPackage) -> None:
+    spec = test.spec
+    serving = system.serving_nodes(test)
+    interp = Interpreter(test, history, lambda node: system.open_client(test, node),
+                         serving, spec.concurrency, op_timeout=OP_TIMEOUT)
+    try:
+        await interp.run(workload.generator, time_limit=spec.time_limit, seed=spec.seed,
+                         rate=spec.rate, nemesis=package.nemesis, schedule=package.schedule)
+        history.sync()
+        log.info("healing: %s", ", ".join(op.f for op in package.final) or "nothing to heal")
+        for op in package.final:
+            await interp.nemesis_op(package.nemesis, op)
+        if workload.final is not None:
+            await asyncio.sleep(getattr(system, "recovery_time", 2.0))
+            f, value = workload.final
+            await interp.final_ops([(node, f, value) for node in serving],
+                                   extra={"final": True})
+        history.sync()
+    finally:
+        await interp.close()
+
+
+def _teardown(test: Test, db: Any, package: NemesisPackage | None,
+              history: HistoryWriter) -> None:
+    """Heals, collects logs, removes the system and the cluster; logs every failure."""
+    steps: list[tuple[str, Callable[[], None]]] = []
+    if package is not None:
+        steps.append(("heal faults", lambda: package.nemesis.teardown(test)))
+    if isinstance(db, LogFiles):
+        steps.append(("collect logs", lambda: _collect_logs(test, db)))
+    steps.append(("tear down the system",
+                  lambda: _on_every_node(test.nodes, lambda n: db.teardown(test, n))))
+    steps.append(("tear down the cluster", test.remote.teardown))
+    for what, step in steps:
+        try:
+            step()
+        except Exception as e:  # keep going: later steps remove what this one could not
+            log.error("could not %s: %s", what, e)
+    with suppress(OSError):
+        history.sync()
+
+
+def _collect_logs(test: Test, db: LogFiles) -> None:
+    for node in test.nodes:
+        dest = test.run_dir / "nodes" / node
+        dest.mkdir(parents=True, exist_ok=True)
+        for path in db.log_files(test, node):
+            try:
+                test.remote.download(node, path, str(dest / Path(path).name))
+            except Exception as e:
+                log.warning("no log %s from %s: %s", path, node, e)
+
+
+def _on_every_node(nodes: list[str], fn: Callable[[str], None]) -> None:
+    """Runs ``fn`` on every node in parallel; the first error is raised after all end."""
+    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+        for future in [pool.submit(fn, node) for node in nodes]:
+            future.result()
+
+
+def _check_and_report(test: Test, workload: Workload, interrupted: bool) -> dict[str, Any]:
+    history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
+    if interrupted:
+        result: dict[str, Any] = {"valid": UNKNOWN, "anomalies": [],
+                                  "reason": "the run was interrupted before its final reads"}
+    else:
+        result = workload.checker.check(test, history)
+    result["run_dir"] = str(test.run_dir)
+    write_json(test.run_dir / "results.json", result)
+    print_summary(test, history, result)
+    return result
+
+
+def _log_to(path: Path) -> None:
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+@contextmanager
+def _signals_raise_interrupt() -> Iterator[None]:
+    """SIGTERM behaves like Ctrl-C: a KeyboardInterrupt, so teardown runs."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _signals_ignored() -> Iterator[None]:
+    """Teardown must finish: a second Ctrl-C or SIGTERM while it runs is ignored."""
+    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
