@@ -24,7 +24,7 @@ from harness.context import Spec, Test
 from harness.db import LogFiles
 from harness.errors import NotRootError, UsageError
 from harness.history import HistoryWriter, read_jsonl
-from harness.interpreter import Interpreter
+from harness.interpreter import Interpreter, run_async
 from harness.registry import load_system, load_workload
 from harness.remote import Remote
 from harness.spec_loader import build_spec
@@ -86,7 +86,7 @@ def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWr
         _on_every_node(test.nodes, lambda node: db.setup(test, node))
         package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed))
         package.nemesis.setup(test)
-        asyncio.run(_clients_and_faults(test, system, workload, history, package))
+        run_async(_clients_and_faults(test, system, workload, history, package))
     finally:
         with _signals_ignored():
             _teardown(test, db, package, history)
