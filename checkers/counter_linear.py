@@ -1,0 +1,359 @@
+"""Exact linearizability of a unit-increment counter in O(n log n).
+
+The general search is exponential in the worst case; a counter whose every ``add`` is
+exactly 1 has a structure that makes the question a matching problem instead.
+
+Write ``w = value - initial`` for an ok read (its *rank*: how many increments it saw).
+In a linearization, give every included increment its position k = 1, 2, ... among
+the increments; a read of rank w sits between the w-th and the (w+1)-th. Real time
+constrains:
+
+* read r before read r' (r ends before r' begins): w(r) <= w(r');
+* increment i before read r: k(i) <= w(r), so k(i) <= U(i), the smallest rank of an
+  ok read that began after i ended (no such read: U = infinity);
+* read r before increment i: k(i) > w(r), so k(i) >= L(i), one more than the largest
+  rank of an ok read that ended before i began (no such read: L = 1);
+* increment before increment: no constraint worth keeping. Increments are identical,
+  and if i ends before j begins then L(i) <= L(j) and U(i) <= U(j), so two positions
+  that violate their order can be swapped without breaking any bound; each swap raises
+  sum(k * start) and so the swapping ends.
+
+Conversely positions that satisfy the bounds, plus reads that never go backwards, give
+a linearization: increments in position order, each read between its w-th and
+(w+1)-th increment, reads of equal rank in invocation order. Failed adds did not
+happen; crashed adds (info, or never completed) have U = infinity and may be left out;
+crashed reads constrain nothing.
+
+So with W the largest rank read, the history is linearizable iff
+(a) every ok read is a whole number >= initial, (b) no read follows a read of a larger
+value, and the increments can fill positions 1..W, each position with a distinct
+increment inside its [L, U], while every *mandatory* increment (ok, with a later ok
+read, so U <= W) gets one of those positions (the rest go above W or are dropped).
+By the Mendelsohn-Dulmage theorem that holds iff both sides can be matched separately:
+(c) the mandatory intervals fit into distinct positions: an earliest-deadline-first
+sweep decides it, and on failure yields a window [a, d] holding more mandatory
+intervals than positions; that is two reads with too many increments acknowledged
+between them (or one read with too many acknowledged before it); and
+(d) positions 1..W can all be filled. Given (c), an earliest-deadline-first sweep that
+prefers mandatory intervals places them exactly as the mandatory-only sweep does, so
+it can only run dry at a position p when fewer than p increments have L <= p: (d) is
+the plain upper bound "every ok read's rank is at most the number of adds, not
+failed, invoked before it completed".
+
+``tests/test_counter_linear.py`` checks the verdict against the brute-force oracle.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from typing import Any
+
+from checkers.counterexample import Counterexample, OpView
+from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op
+
+ANALYZER = "counter-edf"
+
+
+def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
+    """The exact verdict for a history of ``add 1`` and ``read``; None if it has others.
+
+    Real-time order is history order. Nemesis ops are ignored.
+    """
+    open_: dict[Any, tuple[int, int, bool]] = {}
+    max_seen = 0  # largest rank of an ok read completed so far
+    attempted = 0  # adds invoked so far
+    inc_end: list[int] = []  # ok increments, in completion order
+    inc_low: list[int] = []
+    failed_starts: list[int] = []
+    rd_start: list[int] = []  # ok reads with a whole-number value, in completion order
+    rd_end: list[int] = []
+    rd_rank: list[int] = []
+    rd_adds: list[int] = []  # adds invoked before the read completed
+    bad_read: int | None = None  # completion position of a read no count can explain
+    backwards: int | None = None  # index into rd_* of a read below an earlier read
+    ops = 0
+    for pos, op in enumerate(history):
+        process = op.process
+        if process == NEMESIS:
+            continue
+        if op.type == INVOKE:
+            if process in open_:
+                raise HistoryError(f"op {op.index}: process {process} invoked again "
+                                   "while its previous op was still in flight")
+            ops += 1
+            f = op.f
+            if f == "add":
+                if op.value != 1 or type(op.value) is not int:
+                    return None
+                attempted += 1
+                open_[process] = (pos, max_seen + 1, True)
+            elif f == "read":
+                open_[process] = (pos, max_seen, False)
+            else:
+                return None
+            continue
+        entry = open_.pop(process, None)
+        if entry is None:
+            raise HistoryError(f"op {op.index}: {op.type} for process {process} "
+                               "with no invocation")
+        start, bound, is_add = entry
+        if is_add:
+            if op.type == OK:
+                inc_end.append(pos)
+                inc_low.append(bound)
+            elif op.type == FAIL:
+                failed_starts.append(start)
+        elif op.type == OK:
+            value = op.value if type(op.value) is int else _whole(op.value)
+            if value is None or value < initial:
+                if bad_read is None:
+                    bad_read = pos
+                continue
+            rank = value - initial
+            if rank < bound and backwards is None:
+                backwards = len(rd_rank)
+            max_seen = max(max_seen, rank)
+            rd_start.append(start)
+            rd_end.append(pos)
+            rd_rank.append(rank)
+            rd_adds.append(attempted)
+
+    reads = _Reads(rd_start, rd_end, rd_rank)
+    if bad_read is not None:
+        return _invalid(ops, *_Explainer(history, initial).bad_read(bad_read))
+    if backwards is not None:
+        return _invalid(ops, *_Explainer(history, initial).backwards(reads, backwards))
+    failed_starts.sort()
+    too_high = _read_above_attempts(rd_end, rd_rank, rd_adds, failed_starts)
+    if too_high is not None:
+        begun = rd_adds[too_high] - bisect.bisect_left(failed_starts, rd_end[too_high])
+        return _invalid(ops, *_Explainer(history, initial).above_attempts(
+            reads, too_high, begun))
+    base = max_seen + 2  # exceeds every L and U below, so L * base + U sorts by L
+    mandatory = [lo * base + up for lo, up in zip(inc_low, _upper_bounds(inc_end, reads))
+                 if up is not None]
+    deadline = _missed_deadline(mandatory, base)
+    if deadline is not None:
+        return _invalid(ops, *_Explainer(history, initial).crowded(
+            reads, mandatory, base, deadline, inc_end))
+    return {"valid": True, "model": "counter", "analyzer": ANALYZER, "ops": ops,
+            "anomalies": []}
+
+
+def _whole(value: Any) -> int | None:
+    """A read value as the model compares it (3.0 == 3, True == 1), or None."""
+    if isinstance(value, int | float) and math.isfinite(value) and value == int(value):
+        return int(value)
+    return None
+
+
+class _Reads:
+    """The ok reads: positions of invocation and completion, and rank."""
+
+    def __init__(self, start: list[int], end: list[int], rank: list[int]) -> None:
+        self.start, self.end, self.rank = start, end, rank
+
+    def last_started(self, max_rank: int) -> int:
+        """The read of rank <= max_rank that began last."""
+        return max((i for i, w in enumerate(self.rank) if w <= max_rank),
+                   key=self.start.__getitem__)
+
+    def first_ended(self, min_rank: int) -> int:
+        """The read of rank >= min_rank that ended first (reads are in completion order)."""
+        return next(i for i, w in enumerate(self.rank) if w >= min_rank)
+
+
+def _read_above_attempts(rd_end: list[int], rd_rank: list[int], rd_adds: list[int],
+                         failed_starts: list[int]) -> int | None:
+    """The first read whose rank exceeds the adds invoked (and not failed) before it
+    completed: condition (d). ``failed_starts`` is sorted."""
+    if not failed_starts:
+        return next((i for i, (rank, adds) in enumerate(zip(rd_rank, rd_adds))
+                     if rank > adds), None)
+    failed = 0
+    for i, (end, rank, adds) in enumerate(zip(rd_end, rd_rank, rd_adds)):
+        while failed < len(failed_starts) and failed_starts[failed] < end:
+            failed += 1
+        if rank > adds - failed:
+            return i
+    return None
+
+
+def _upper_bounds(inc_end: list[int], reads: _Reads) -> list[int | None]:
+    """For each ok increment (ends ascending), the least rank of an ok read that began
+    after it ended, or None."""
+    order = sorted(range(len(reads.start)), key=reads.start.__getitem__)
+    starts = [reads.start[i] for i in order]
+    ranks = [reads.rank[i] for i in order]
+    out: list[int | None] = [None] * len(inc_end)
+    k = len(starts)
+    least: int | None = None
+    for i in range(len(inc_end) - 1, -1, -1):
+        end = inc_end[i]
+        while k and starts[k - 1] > end:
+            k -= 1
+            if least is None or ranks[k] < least:
+                least = ranks[k]
+        out[i] = least
+    return out
+
+
+def _missed_deadline(intervals: list[int], base: int) -> int | None:
+    """Earliest-deadline-first placement of intervals [L, U], given as L * base + U,
+    on distinct integer positions; the deadline U of one that cannot be placed, or None.
+    """
+    heappop, heappush = heapq.heappop, heapq.heappush
+    heap: list[int] = []
+    position = 1
+    for code in sorted(intervals):
+        lo, up = divmod(code, base)
+        while heap and position < lo:
+            deadline = heappop(heap)
+            if deadline < position:
+                return deadline
+            position += 1
+        position = max(position, lo)
+        heappush(heap, up)
+    while heap:
+        deadline = heappop(heap)
+        if deadline < position:
+            return deadline
+        position += 1
+    return None
+
+
+def _invalid(ops: int, explanation: str, counterexample: Counterexample,
+             detail: dict[str, Any]) -> dict:
+    return {
+        "valid": False, "model": "counter", "analyzer": ANALYZER, "ops": ops,
+        "explanation": explanation,
+        "counterexample": counterexample.to_dict(),
+        "anomalies": [{"type": "nonlinearizable", "count": 1,
+                       "explanation": explanation, **detail}],
+    }
+
+
+class _Explainer:
+    """Plain-words explanations; built only for invalid histories, so it may be slow."""
+
+    def __init__(self, history: list[Op], initial: int) -> None:
+        self.history = history
+        self.initial = initial
+        self.completion: dict[int, int] = {}  # invoke position -> completion position
+        self.invocation: dict[int, int] = {}
+        open_: dict[Any, int] = {}
+        for pos, op in enumerate(history):
+            if op.process == NEMESIS:
+                continue
+            if op.type == INVOKE:
+                open_[op.process] = pos
+            else:
+                start = open_.pop(op.process)
+                self.completion[start] = pos
+                self.invocation[pos] = start
+
+    def view(self, start: int) -> OpView:
+        inv = self.history[start]
+        end = self.completion.get(start)
+        done = self.history[end] if end is not None else None
+        return OpView(
+            process=inv.process, f=inv.f,
+            value=done.value if inv.f == "read" and done is not None else inv.value,
+            type=done.type if done is not None else INFO,
+            start=_seconds(inv), end=_seconds(done) if done is not None else None,
+            index=inv.index,
+        )
+
+    def concurrent(self, start: int, limit: int = 10) -> list[OpView]:
+        """Client ops whose interval overlaps that of the op invoked at ``start``."""
+        end = self.completion.get(start, len(self.history))
+        out: list[OpView] = []
+        for s, op in enumerate(self.history[:end]):
+            if len(out) == limit:
+                break
+            if op.type != INVOKE or op.process == NEMESIS or s == start:
+                continue
+            e = self.completion.get(s)
+            if e is None or (e > start and self.history[e].type != FAIL):
+                out.append(self.view(s))
+        return out
+
+    def _result(self, start: int, explanation: str, state: str
+                ) -> tuple[str, Counterexample, dict[str, Any]]:
+        view = self.view(start)
+        cex = Counterexample(op=view, explanation=explanation, state=state,
+                             concurrent=self.concurrent(start))
+        detail = {"process": view.process, "time": view.start, "value": view.value}
+        return explanation, cex, detail
+
+    def bad_read(self, end: int) -> tuple[str, Counterexample, dict[str, Any]]:
+        done = self.history[end]
+        start = self.invocation[end]
+        who = f"process {done.process} read {done.value!r} {_at(self.history[start])}"
+        if _whole(done.value) is None:
+            why = f"{who}, which is not a whole number"
+        else:
+            why = f"{who}, below the initial value {self.initial}"
+        return self._result(start, why, f"count = {self.initial} or more")
+
+    def backwards(self, reads: _Reads, later: int
+                  ) -> tuple[str, Counterexample, dict[str, Any]]:
+        s2, w2 = reads.start[later], reads.rank[later]
+        earlier = max(i for i, (e, w) in enumerate(zip(reads.end, reads.rank))
+                      if e < s2 and w > w2)  # the latest to end: the closest in time
+        e1 = reads.end[earlier]
+        v1, v2 = self.initial + reads.rank[earlier], self.initial + w2
+        first, second = self.history[e1], self.history[s2]
+        why = (f"process {first.process} read {v1} {_at(first)} and then process "
+               f"{second.process} read {v2} {_at(second)}: the count went backwards")
+        return self._result(s2, why, f"count = {v1} or more")
+
+    def above_attempts(self, reads: _Reads, i: int, adds: int
+                       ) -> tuple[str, Counterexample, dict[str, Any]]:
+        start = reads.start[i]
+        op = self.history[start]
+        value = self.initial + reads.rank[i]
+        plural = "" if adds == 1 else "s"
+        base = f" on top of the initial {self.initial}" if self.initial else ""
+        why = (f"process {op.process} read {value} {_at(op)}, but only {adds} "
+               f"increment{plural} had begun before that read completed{base}")
+        return self._result(start, why, f"count = {self.initial + adds} or less")
+
+    def crowded(self, reads: _Reads, mandatory: list[int], base: int, deadline: int,
+                inc_end: list[int]) -> tuple[str, Counterexample, dict[str, Any]]:
+        """Explains a missed deadline by the window [a, deadline] that holds more
+        mandatory increments than positions (one exists; see the module docstring)."""
+        lows = sorted((code // base for code in mandatory if code % base <= deadline),
+                      reverse=True)
+        low = next(lo for n, lo in enumerate(lows, 1) if n > deadline - lo + 1)
+        hi = reads.last_started(deadline)
+        s_hi, v_hi = reads.start[hi], self.initial + reads.rank[hi]
+        op_hi = self.history[s_hi]
+        if low == 1:
+            n = sum(1 for e in inc_end if e < s_hi)
+            if self.initial:
+                sums = f"bring the count from {self.initial} to {self.initial + n}"
+            else:
+                sums = f"already sum to {n}"
+            why = (f"read {v_hi} on process {op_hi.process} {_at(op_hi)}, but "
+                   f"increments acknowledged before it began {sums}")
+            return self._result(s_hi, why, f"count = {self.initial + n} or more")
+        lo = reads.first_ended(low - 1)
+        e_lo, v_lo = reads.end[lo], self.initial + reads.rank[lo]
+        op_lo = self.history[e_lo]
+        n = sum(1 for e in inc_end if self.invocation[e] > e_lo and e < s_hi)
+        why = (f"process {op_lo.process} read {v_lo} {_at(op_lo)}, then {n} "
+               f"increment{'' if n == 1 else 's'} began and were acknowledged before "
+               f"process {op_hi.process} began a read {_at(op_hi)} that returned "
+               f"{v_hi}: the count should have been at least {v_lo + n}")
+        return self._result(s_hi, why, f"count = {v_lo + n} or more")
+
+
+def _seconds(op: Op) -> float | None:
+    return op.time / 1e9 if op.time >= 0 else None
+
+
+def _at(op: Op) -> str:
+    return f"at {op.time / 1e9:.2f} s" if op.time >= 0 else f"at history index {op.index}"
