@@ -1,0 +1,182 @@
+"""``splitbrain check``: exit codes 0/1/2/254 on real histories, through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from checkers.models import MODELS
+from harness.check_command import build_model, check_file, check_fit, parse_initial
+from harness.errors import UsageError
+from harness.formats import read_history
+
+CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "knossos"
+
+
+def splitbrain(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
+                           "check", *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def jsonl(tmp_path: Path, name: str, ops: list[tuple]) -> Path:
+    """ops: (process, type, f, value) in recording order."""
+    p = tmp_path / name
+    p.write_text("".join(json.dumps({"index": i, "time": i, "type": t, "process": pr,
+                                     "f": f, "value": v}) + "\n"
+                         for i, (pr, t, f, v) in enumerate(ops)))
+    return p
+
+
+COUNTER_OK = [(0, "invoke", "add", 1), (1, "invoke", "read", None), (0, "ok", "add", 1),
+              (1, "ok", "read", 0), (1, "invoke", "read", None), (1, "ok", "read", 1)]
+COUNTER_LOST = COUNTER_OK[:4] + [(1, "invoke", "read", None), (1, "ok", "read", 0)]
+
+
+def test_valid_history_exits_0(tmp_path: Path) -> None:
+    r = splitbrain(jsonl(tmp_path, "h.jsonl", COUNTER_OK), "--model", "counter")
+    assert r.returncode == 0, r.stderr
+    assert "linearizable (counter, 3 ops" in r.stdout
+
+
+def test_invalid_history_exits_1_and_explains(tmp_path: Path) -> None:
+    r = splitbrain(jsonl(tmp_path, "h.jsonl", COUNTER_LOST))
+    assert r.returncode == 1, r.stderr
+    assert "read" in r.stdout and r.stdout.count("\n") >= 2
+
+
+def crashed_writes_then_unreachable_read(n: int) -> list[tuple]:
+    """n crashed writes of distinct values and a crashed cas 100 -> 200 that can never
+    apply, then a read of 200. Invalid, but a search must try every subset and order of
+    the writes to see it: exponential in n."""
+    return ([(p, "invoke", "write", p) for p in range(n)] + [(n, "invoke", "cas", [100, 200])]
+            + [(p, "info", "write", p) for p in range(n)] + [(n, "info", "cas", [100, 200])]
+            + [(99, "invoke", "read", None), (99, "ok", "read", 200)])
+
+
+def test_search_over_budget_exits_2(tmp_path: Path, capsys) -> None:
+    small = jsonl(tmp_path, "small.jsonl", crashed_writes_then_unreachable_read(6))
+    assert check_file(small, model="cas-register")["valid"] is False
+    hard = jsonl(tmp_path, "hard.jsonl", crashed_writes_then_unreachable_read(24))
+    r = splitbrain(hard, "--model", "cas-register", "--time-limit", "0.2")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "unknown" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["absent.jsonl"], "no such file"),
+    (["h.jsonl", "--model", "nope"], "unknown model 'nope' (known: "),
+    (["h.jsonl", "--initial", "{bad"], "--initial is not valid JSON"),
+    (["h.jsonl", "--model", "register"], "the register model cannot take this history"),
+    (["broken.edn"], "broken.edn:2: "),
+    (["h.jsonl", "--format", "yaml"], "Invalid value for '--format'"),
+    (["h.jsonl", "--initial", '"zero"'], "the initial state does not suit the counter model"),
+    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be positive"),
+])
+def test_bad_usage_or_input_exits_254_with_one_line(tmp_path: Path, args: list[str],
+                                                    message: str) -> None:
+    jsonl(tmp_path, "h.jsonl", COUNTER_OK)
+    (tmp_path / "broken.edn").write_text("[{:process 0 :type :invoke :f :read :value nil}\n"
+                                         " {:process 0 :type :ok :f :read :value [1 2}]\n")
+    r = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
+                        "check", *args], capture_output=True, text=True, cwd=tmp_path,
+                       timeout=60, check=False)
+    assert r.returncode == 254, (r.stdout, r.stderr)
+    assert message in r.stderr
+    assert r.stderr.strip().count("\n") == 0, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# ------------------------------------------------------------- in-process
+
+def test_parse_initial() -> None:
+    assert parse_initial(None) is None
+    assert parse_initial("0") == 0
+    assert parse_initial('""') == ""
+    assert parse_initial('{"x": 0, "y": 0}') == {"x": 0, "y": 0}
+    with pytest.raises(UsageError, match="not valid JSON"):
+        parse_initial("'x'")
+
+
+def test_build_model_errors_list_the_known_models() -> None:
+    with pytest.raises(UsageError) as e:
+        build_model("linked-list")
+    assert all(name in str(e.value) for name in MODELS)
+
+
+def test_misfit_suggests_the_models_that_fit(tmp_path: Path) -> None:
+    p = jsonl(tmp_path, "h.jsonl", [(0, "invoke", "cas", [1, 2]), (0, "ok", "cas", [1, 2])])
+    with pytest.raises(UsageError, match="try --model cas-register"):
+        check_fit(build_model("register"), read_history(p))
+
+
+def test_porcupine_kv_defaults_to_empty_string_initial(tmp_path: Path, capsys) -> None:
+    p = tmp_path / "kv.txt"
+    p.write_text('{:process 0, :type :invoke, :f :get, :key "1", :value nil}\n'
+                 '{:process 0, :type :ok, :f :get, :key "1", :value ""}\n'
+                 '{:process 0, :type :invoke, :f :append, :key "1", :value "ab"}\n'
+                 '{:process 0, :type :ok, :f :append, :key "1", :value "ab"}\n'
+                 '{:process 1, :type :invoke, :f :get, :key "1", :value nil}\n'
+                 '{:process 1, :type :ok, :f :get, :key "1", :value "ab"}\n')
+    assert check_file(p, model="kv")["valid"] is True
+    assert 'initial ""' in capsys.readouterr().out
+    assert check_file(p, model="kv", initial="null")["valid"] is False
+
+
+# ----------------------------------------------------------- knossos corpus
+
+@pytest.mark.skipif(not CORPUS.is_dir(), reason="no ../shared/corpus")
+@pytest.mark.parametrize("rel, model, initial, code", [
+    ("cas-register/good/cas-register-bug.edn", "cas-register", None, 0),
+    ("cas-register/bad/bad-analysis.edn", "cas-register", None, 1),
+    ("cas-register/bad/rethink-fail-minimal.edn", "cas-register", None, 1),
+    ("mutex/bad/etcd.edn", "mutex", None, 1),
+])
+def test_knossos_corpus_verdicts(rel: str, model: str, initial: str | None,
+                                 code: int) -> None:
+    args = ["--model", model] + (["--initial", initial] if initial else [])
+    r = splitbrain(CORPUS / rel, *args)
+    assert r.returncode == code, (r.stdout, r.stderr)
+
+
+# ------------------------------------------------- bench/porcupine_compare.py
+
+def test_porcupine_compare_reports_verdicts_and_disagreements(tmp_path: Path) -> None:
+    """The benchmark script on tiny histories in Porcupine's layout (made up here, no
+    Porcupine data), with expected verdicts in Porcupine's test-file style."""
+    data = tmp_path / "test_data"
+    (data / "jepsen").mkdir(parents=True)
+    (data / "kv").mkdir()
+    log = "INFO  jepsen.util - {p}\t:{t}\t:{f}\t{v}\n"
+    (data / "jepsen" / "etcd_000.log").write_text(
+        log.format(p=0, t="invoke", f="write", v=1) + log.format(p=0, t="ok", f="write", v=1)
+        + log.format(p=1, t="invoke", f="read", v="nil")
+        + log.format(p=1, t="ok", f="read", v=2))                       # never written
+    (data / "jepsen" / "etcd_001.log").write_text(
+        log.format(p=0, t="invoke", f="read", v="nil") + log.format(p=0, t="ok", f="read", v="nil")
+        + log.format(p=1, t="invoke", f="cas", v="[1 2]")
+        + log.format(p=1, t="fail", f="cas", v="[1 2]"))
+    kv = '{{:process {p}, :type :{t}, :f :{f}, :key "k", :value {v}}}\n'
+    good = "".join(kv.format(p=p, t=t, f=f, v=v) for p, t, f, v in [
+        (0, "invoke", "append", '"a"'), (0, "ok", "append", '"a"'),
+        (1, "invoke", "get", "nil"), (1, "ok", "get", '"a"')])
+    bad = good.replace(':ok, :f :get, :key "k", :value "a"', ':ok, :f :get, :key "k", :value "b"')
+    for clients in ("c50", "c10"):
+        (data / "kv" / f"{clients}-ok.txt").write_text(good)
+        (data / "kv" / f"{clients}-bad.txt").write_text(bad)
+    (tmp_path / "porcupine_test.go").write_text(
+        "checkJepsen(t, 0, false)\ncheckJepsen(t, 1, false)\n"   # 1 is wrong on purpose
+        'checkKv(t, "c50-ok", true, true)\ncheckKv(t, "c50-bad", false, true)\n'
+        'checkKv(t, "c10-ok", true, false)\ncheckKv(t, "c10-bad", false, false)\n')
+    script = Path(__file__).resolve().parents[1] / "bench" / "porcupine_compare.py"
+    r = subprocess.run([sys.executable, str(script), str(data)], capture_output=True,
+                       text=True, timeout=120, check=False)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "1 disagreement(s)" in r.stdout
+    assert "etcd etcd_001.log: ours True, porcupine False" in r.stdout
+    assert "kv-c50                    2 files" in r.stdout
+    assert "valid/invalid/unknown 1/1/0" in r.stdout
