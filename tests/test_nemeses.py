@@ -1,0 +1,360 @@
+"""Network control, partition and kill nemeses, and their packaging: with real
+namespaces, real iptables and real servers (a python http.server per node)."""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import sys
+import time
+from itertools import islice
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness import net
+from harness.context import Spec
+from harness.context import Test as RunContext  # not Test*: pytest would collect it
+from harness.daemon import daemon_running, kill_daemon, start_daemon
+from harness.db import NoopDB
+from harness.errors import UsageError
+from harness.history import Op
+from harness.remotes.local import LocalRemote
+from nemeses.base import Nemesis, NoopNemesis
+from nemeses.kill import KillNemesis, choose_targets
+from nemeses.package import FAULTS, build_nemesis
+from nemeses.partition import (
+    PartitionNemesis, complete_grudge, isolate_one, majorities_ring, random_halves)
+
+NODES = ["n1", "n2", "n3", "n4", "n5"]
+PORT = 8000
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+class HttpDB:
+    """A tiny Killable system: python's http.server on every node, run with harness.daemon."""
+
+    def paths(self, test: RunContext, node: str) -> tuple[str, str]:
+        wd = test.remote.workdir(node)
+        return f"{wd}/http.pid", f"{wd}/http.log"
+
+    def setup(self, test: RunContext, node: str) -> None:
+        self.start(test, node)
+
+    def teardown(self, test: RunContext, node: str) -> None:
+        self.kill(test, node)
+
+    def kill(self, test: RunContext, node: str) -> None:
+        kill_daemon(test.remote, node, self.paths(test, node)[0])
+
+    def start(self, test: RunContext, node: str) -> None:
+        pidfile, logfile = self.paths(test, node)
+        if daemon_running(test.remote, node, pidfile):
+            return
+        address = test.remote.address(node)
+        start_daemon(test.remote, node, [sys.executable, "-m", "http.server", "-b", address,
+                                         str(PORT)], pidfile=pidfile, logfile=logfile)
+        deadline = time.monotonic() + 10
+        while not tcp_open(address, PORT):
+            assert time.monotonic() < deadline, f"http.server on {node} did not start"
+            time.sleep(0.05)
+
+
+def tcp_open(address: str, port: int, timeout: float = 1.0) -> bool:
+    try:
+        socket.create_connection((address, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+CONNECT = ("import socket, sys\n"
+           "try:\n"
+           "    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=0.5).close()\n"
+           "    print('open')\n"
+           "except OSError as e:\n"
+           "    print(type(e).__name__)\n")
+
+
+def reach(test: RunContext, src: str, dst: str) -> str:
+    """'open' if ``src`` can open a TCP connection to ``dst``'s server, else the error
+    ('TimeoutError' when packets vanish, 'ConnectionRefusedError' when nothing listens)."""
+    out = test.remote.run(src, [sys.executable, "-c", CONNECT, test.remote.address(dst),
+                                str(PORT)])
+    return out.stdout.strip()
+
+
+def reachability(test: RunContext) -> dict[tuple[str, str], bool]:
+    """Which ordered pairs of nodes can talk, checked in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    pairs = [(a, b) for a in test.nodes for b in test.nodes if a != b]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda p: reach(test, *p) == "open", pairs))
+    return dict(zip(pairs, results))
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    remote = LocalRemote()
+    remote.setup(NODES)
+    test = RunContext(Spec(nodes=list(NODES), system="httpd"), remote, Path("/tmp"))
+    db = HttpDB()
+    try:
+        for node in NODES:
+            db.setup(test, node)
+        yield test, db
+    finally:
+        remote.teardown()
+
+
+@pytest.fixture
+def test_(cluster):
+    test, db = cluster
+    yield test
+    net.heal(test.remote, test.nodes)
+    for node in test.nodes:
+        db.start(test, node)
+
+
+# -- network control -----------------------------------------------------------------
+
+@needs_root
+def test_drop_blocks_only_the_grudge_and_never_the_controller(test_):
+    remote = test_.remote
+    net.drop(remote, test_.nodes, {"n3": ["n1"]})
+    assert net.dropped(remote, "n3") == [remote.address("n1")]
+    assert reach(test_, "n1", "n3") == "TimeoutError"  # silently dropped, not refused
+    assert reach(test_, "n2", "n3") == "open"
+    assert reach(test_, "n3", "n1") == "TimeoutError"  # n1's replies are dropped too
+    assert reach(test_, "n1", "n2") == "open"
+    assert tcp_open(remote.address("n3"), PORT)  # the controller still gets through
+
+    net.heal(remote, test_.nodes)
+    assert reach(test_, "n1", "n3") == "open"
+    assert net.dropped(remote, "n3") == []
+    # Exact heal: splitbrain's chain and jump are gone, nothing else was touched.
+    rules = remote.run("n3", ["iptables", "-w", "-S"]).stdout
+    assert net.CHAIN not in rules
+    net.heal(remote, test_.nodes)  # idempotent
+
+
+@needs_root
+def test_heal_keeps_rules_that_are_not_splitbrains(test_):
+    remote = test_.remote
+    theirs = ["INPUT", "-p", "tcp", "--dport", "9", "-j", "REJECT"]
+    remote.run("n2", ["iptables", "-w", "-A", *theirs])
+    try:
+        net.drop(remote, test_.nodes, {"n2": ["n1", "n4"]})
+        net.heal(remote, test_.nodes)
+        assert remote.run("n2", ["iptables", "-w", "-C", *theirs], check=False).returncode == 0
+    finally:
+        remote.run("n2", ["iptables", "-w", "-D", *theirs])
+
+
+@needs_root
+def test_drop_refuses_unknown_nodes(test_):
+    with pytest.raises(ValueError, match="n9"):
+        net.drop(test_.remote, test_.nodes, {"n1": ["n9"]})
+
+
+# -- partition nemesis ---------------------------------------------------------------
+
+@needs_root
+def test_partition_nemesis_cuts_halves_and_heals(test_):
+    nemesis = PartitionNemesis(random.Random(7))
+    nemesis.setup(test_)
+    done = nemesis.invoke(test_, Op("invoke", "start-partition", None, "nemesis"))
+    assert (done.type, done.f, done.process) == ("info", "start-partition", "nemesis")
+    grudge = done.value
+    assert set(grudge) == set(NODES)
+    talk = reachability(test_)
+    for (a, b), ok in talk.items():
+        assert ok == (a not in grudge[b]), (a, b)
+    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+
+    healed = nemesis.invoke(test_, Op("invoke", "stop-partition", None, "nemesis"))
+    assert healed.type == "info"
+    assert all(reachability(test_).values())
+
+
+@needs_root
+def test_partition_teardown_heals_mid_fault(test_):
+    nemesis = PartitionNemesis(random.Random(1), "isolate-one")
+    nemesis.invoke(test_, Op("invoke", "start-partition", None, "nemesis"))
+    assert not all(reachability(test_).values())
+    nemesis.teardown(test_)
+    assert all(reachability(test_).values())
+
+
+@given(st.integers(1, 9), st.integers(0, 2**32))
+def test_random_halves_is_a_symmetric_cut_into_two_halves(n, seed):
+    nodes = [f"n{i}" for i in range(n)]
+    grudge = random_halves(nodes, random.Random(seed))
+    assert set(grudge) == set(nodes)
+    for a, enemies in grudge.items():
+        assert a not in enemies
+        for b in enemies:
+            assert a in grudge[b]
+    sizes = sorted({len(e) for e in grudge.values()})
+    assert sizes == sorted({n // 2, n - n // 2}) or n == 1
+    assert grudge == random_halves(nodes, random.Random(seed))
+
+
+@given(st.integers(2, 9), st.integers(0, 2**32))
+def test_isolate_one_cuts_exactly_one_node_off(n, seed):
+    nodes = [f"n{i}" for i in range(n)]
+    grudge = isolate_one(nodes, random.Random(seed))
+    loners = [a for a, enemies in grudge.items() if len(enemies) == n - 1]
+    assert len(loners) == 1 or n == 2
+    assert all(len(enemies) == 1 for a, enemies in grudge.items() if a not in loners)
+
+
+@given(st.integers(1, 11), st.integers(0, 2**32))
+def test_majorities_ring_gives_every_node_a_different_majority(n, seed):
+    nodes = [f"n{i}" for i in range(n)]
+    grudge = majorities_ring(nodes, random.Random(seed))
+    heard = {a: frozenset(nodes) - set(enemies) for a, enemies in grudge.items()}
+    assert set(grudge) == set(nodes)
+    for a, sees in heard.items():
+        assert a in sees and len(sees) > n / 2
+        assert all(a in heard[b] for b in sees)  # symmetric
+    if n >= 5:
+        assert len(set(heard.values())) == n
+
+
+def test_complete_grudge():
+    assert complete_grudge([["a"], ["b", "c"]]) == {"a": ["b", "c"], "b": ["a"], "c": ["a"]}
+
+
+# -- kill nemesis --------------------------------------------------------------------
+
+@needs_root
+def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
+    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3))
+    done = nemesis.invoke(test_, Op("invoke", "kill", ["n2", "n4"], "nemesis"))
+    assert (done.type, done.value) == ("info", ["n2", "n4"])
+    assert reach(test_, "n1", "n2") == "ConnectionRefusedError"
+    assert reach(test_, "n1", "n4") == "ConnectionRefusedError"
+    assert reach(test_, "n1", "n3") == "open"
+
+    drawn = nemesis.invoke(test_, Op("invoke", "kill", None, "nemesis"))
+    assert drawn.value and set(drawn.value) <= set(NODES)
+
+    restarted = nemesis.invoke(test_, Op("invoke", "start", None, "nemesis"))
+    assert restarted.value == NODES
+    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+
+
+@needs_root
+def test_kill_nemesis_teardown_restarts_everything(test_):
+    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3))
+    nemesis.invoke(test_, Op("invoke", "kill", NODES, "nemesis"))
+    assert not any(tcp_open(test_.remote.address(n), PORT, 0.2) for n in NODES)
+    nemesis.teardown(test_)
+    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+
+
+def test_a_system_without_kill_is_a_usage_error():
+    with pytest.raises(UsageError, match="system noop cannot be killed: it has no kill/start"):
+        KillNemesis(NoopDB(), "noop", random.Random(0))
+
+
+@given(st.integers(1, 9), st.integers(0, 2**32))
+def test_kill_targets_are_distinct_nodes(n, seed):
+    nodes = [f"n{i}" for i in range(n)]
+    targets = choose_targets(nodes, random.Random(seed))
+    assert 1 <= len(targets) <= n
+    assert len(set(targets)) == len(targets) and set(targets) <= set(nodes)
+
+
+# -- packaging -----------------------------------------------------------------------
+
+def offline_test(system: str = "httpd") -> RunContext:
+    from harness.remote import NoopRemote
+
+    return RunContext(Spec(nodes=list(NODES), system=system), NoopRemote(), Path("/tmp"))
+
+
+@pytest.mark.parametrize("names", [[], ["none"]])
+def test_no_faults_means_noop_and_empty_schedule(names):
+    package = build_nemesis(names, offline_test(), NoopDB(), random.Random(0))
+    assert isinstance(package.nemesis, NoopNemesis)
+    assert list(package.schedule) == [] and package.final == []
+
+
+def test_unknown_fault_lists_the_known_ones():
+    with pytest.raises(UsageError) as e:
+        build_nemesis(["partition", "meteor"], offline_test(), HttpDB(), random.Random(0))
+    assert "meteor" in str(e.value)
+    assert all(name in str(e.value) for name in FAULTS)
+
+
+def test_unsupported_fault_is_refused_at_build_time():
+    with pytest.raises(UsageError, match="cannot be killed"):
+        build_nemesis(["kill"], offline_test("noop"), NoopDB(), random.Random(0))
+
+
+def test_schedule_alternates_each_fault_and_is_deterministic():
+    def first(seed: int, n: int = 8) -> list[tuple[float, str, object, object]]:
+        package = build_nemesis(["partition", "kill"], offline_test(), HttpDB(),
+                                random.Random(seed), interval=2.0)
+        return [(d, op.f, op.process, op.type) for d, op in islice(package.schedule, n)]
+
+    ops = first(42)
+    assert [f for _, f, _, _ in ops] == ["start-partition", "stop-partition", "kill", "start"] * 2
+    assert all(p == "nemesis" and t == "invoke" for _, _, p, t in ops)
+    assert all(1.5 <= d <= 2.5 for d, *_ in ops)
+    assert len({d for d, *_ in ops}) > 1  # jittered
+    assert ops == first(42)
+    assert ops != first(43)
+
+
+def test_package_composes_dispatches_and_heals():
+    package = build_nemesis(["kill", "partition"], offline_test(), HttpDB(), random.Random(0))
+    nemesis = package.nemesis
+    assert isinstance(nemesis, Nemesis)
+    assert nemesis.fs == {"kill", "start", "start-partition", "stop-partition"}
+    assert [(op.type, op.f, op.process) for op in package.final] == [
+        ("invoke", "stop-partition", "nemesis"), ("invoke", "start", "nemesis")]
+    with pytest.raises(ValueError, match="pause"):
+        nemesis.invoke(offline_test(), Op("invoke", "pause", None, "nemesis"))
+
+
+@needs_root
+def test_package_teardown_heals_partition_and_kill_after_interruption(test_):
+    package = build_nemesis(["partition", "kill"], test_, HttpDB(), random.Random(5))
+    package.nemesis.setup(test_)
+    package.nemesis.invoke(test_, Op("invoke", "start-partition", None, "nemesis"))
+    package.nemesis.invoke(test_, Op("invoke", "kill", ["n1"], "nemesis"))
+    assert not all(reachability(test_).values())
+    package.nemesis.teardown(test_)  # what the runner does on Ctrl-C mid-fault
+    assert all(reachability(test_).values())
+
+
+class SlowToKillDB(HttpDB):
+    """Kills take a while, as when a node is slow to answer: the window for a race."""
+
+    def kill(self, test: RunContext, node: str) -> None:
+        time.sleep(0.5)
+        super().kill(test, node)
+
+
+@needs_root
+def test_teardown_waits_for_a_kill_in_flight(test_):
+    import threading
+
+    nemesis = KillNemesis(SlowToKillDB(), "httpd", random.Random(0))
+    in_flight = threading.Thread(
+        target=nemesis.invoke, args=(test_, Op("invoke", "kill", ["n3"], "nemesis")))
+    in_flight.start()
+    time.sleep(0.1)  # the kill is under way in the interpreter's thread: now Ctrl-C
+    nemesis.teardown(test_)
+    in_flight.join()
+    assert tcp_open(test_.remote.address("n3"), PORT)  # the kill did not land after the heal
