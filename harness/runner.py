@@ -30,7 +30,7 @@ from harness.remote import Remote
 from harness.spec_loader import build_spec
 from harness.store import new_run_dir, write_json
 from harness.summary import print_summary
-from nemeses.package import NemesisPackage, build_nemesis
+from nemeses.package import NemesisPackage, build_nemesis, fault_names
 from workloads.base import Workload
 
 log = logging.getLogger("splitbrain")
@@ -46,6 +46,7 @@ def run_from_cli(test_file: str | None, options: dict[str, str],
 
 def run(spec: Spec) -> dict[str, Any]:
     """Runs one test end to end and returns the checker's result (also in results.json)."""
+    fault_names(spec.nemesis)
     system = load_system(spec.system, spec.options)
     workload: Workload = load_workload(spec.workload, spec.options)
     remote = _make_remote(spec)
@@ -84,7 +85,8 @@ def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWr
     try:
         test.remote.setup(test.nodes)
         _on_every_node(test.nodes, lambda node: db.setup(test, node))
-        package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed))
+        package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
+                                nodes=system.serving_nodes(test))
         package.nemesis.setup(test)
         run_async(_clients_and_faults(test, system, workload, history, package))
     finally:

@@ -47,11 +47,14 @@ class KillNemesis:
 
     fs = frozenset({"kill", "start"})
 
-    def __init__(self, db: object, system: str, rng: random.Random) -> None:
+    def __init__(self, db: object, system: str, rng: random.Random,
+                 nodes: Sequence[str]) -> None:
         if not isinstance(db, Killable):
             raise UsageError(f"system {system} cannot be killed: it has no kill/start")
         self.db = db
         self.rng = rng
+        self.nodes = list(nodes)
+        """The nodes the system runs on: a single-node system is killed on its node only."""
         self._lock = threading.Lock()
 
     def targets(self, test: Test) -> list[str]:
@@ -59,7 +62,7 @@ class KillNemesis:
             primaries = sorted(self.db.primaries(test))
             if primaries:
                 return primaries
-        return choose_targets(test.nodes, self.rng)
+        return choose_targets(self.nodes, self.rng)
 
     def setup(self, test: Test) -> None:
         pass
@@ -74,11 +77,11 @@ class KillNemesis:
             _on_each(test, nodes, self.db.kill)
             return op.complete("info", nodes)
         if op.f == "start":
-            nodes = list(op.value) if op.value is not None else list(test.nodes)
+            nodes = list(op.value) if op.value is not None else self.nodes
             _on_each(test, nodes, self.db.start)
             return op.complete("info", nodes)
         raise ValueError(f"kill nemesis cannot perform {op.f!r}")
 
     def teardown(self, test: Test) -> None:
         with self._lock:
-            _on_each(test, test.nodes, self.db.start)
+            _on_each(test, self.nodes, self.db.start)

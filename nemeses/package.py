@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import random
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from harness.errors import UsageError
 from harness.history import Op
@@ -30,20 +30,20 @@ NEMESIS_PROCESS = "nemesis"
 class Fault:
     """A fault the user can name: how to build its nemesis, and its start/stop ops."""
 
-    build: Callable[[Test, object, random.Random], Nemesis]
+    build: Callable[[Test, object, random.Random, Sequence[str]], Nemesis]
     start: str
     stop: str
 
 
 FAULTS: dict[str, Fault] = {
-    "partition": Fault(lambda test, db, rng: PartitionNemesis(rng), "start-partition",
+    "partition": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng), "start-partition",
                        "stop-partition"),
-    "partition-one": Fault(lambda test, db, rng: PartitionNemesis(rng, "isolate-one"),
+    "partition-one": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng, "isolate-one"),
                            "start-partition", "stop-partition"),
-    "partition-ring": Fault(lambda test, db, rng: PartitionNemesis(rng, "majorities-ring"),
+    "partition-ring": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng, "majorities-ring"),
                             "start-partition", "stop-partition"),
-    "kill": Fault(lambda test, db, rng: KillNemesis(db, test.spec.system, rng), "kill",
-                  "start"),
+    "kill": Fault(lambda test, db, rng, nodes: KillNemesis(db, test.spec.system, rng, nodes),
+                  "kill", "start"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 
@@ -105,20 +105,31 @@ def alternating_schedule(faults: list[Fault], rng: random.Random,
             yield interval * rng.uniform(0.75, 1.25), invocation(f)
 
 
-def build_nemesis(names: list[str], test: Test, db: object, rng: random.Random,
-                  interval: float = 5.0) -> NemesisPackage:
-    """The nemesis for the fault ``names``; UsageError for names it does not know, or
-    for faults the system cannot take."""
+def fault_names(names: list[str]) -> list[str]:
+    """The distinct requested faults, ``none`` dropped; UsageError for an unknown one.
+
+    The run loop calls this before any cluster exists, so a typo costs one line."""
     wanted = [n for n in dict.fromkeys(names) if n != "none"]
     unknown = [n for n in wanted if n not in FAULTS]
     if unknown:
         raise UsageError(f"unknown fault {unknown[0]!r}; known: none, {', '.join(FAULTS)}")
+    return wanted
+
+
+def build_nemesis(names: list[str], test: Test, db: object, rng: random.Random,
+                  interval: float = 5.0, nodes: Sequence[str] | None = None) -> NemesisPackage:
+    """The nemesis for the fault ``names``; UsageError for names it does not know, or
+    for faults the system cannot take. ``nodes`` are where the system runs (default:
+    every node of the test): crash faults aim there."""
+    wanted = fault_names(names)
     if not wanted:
         return NemesisPackage(NoopNemesis())
     if interval <= 0:
         raise UsageError(f"the nemesis interval must be positive, got {interval}")
     faults = [FAULTS[n] for n in wanted]
-    nemeses = [fault.build(test, db, random.Random(rng.getrandbits(64))) for fault in faults]
+    targets = list(nodes) if nodes is not None else test.nodes
+    nemeses = [fault.build(test, db, random.Random(rng.getrandbits(64)), targets)
+               for fault in faults]
     schedule_rng = random.Random(rng.getrandbits(64))
     # Heal in FAULTS' order (the network before restarts, so restarted nodes can rejoin).
     final = [invocation(f) for f in dict.fromkeys(

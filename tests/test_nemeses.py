@@ -237,7 +237,7 @@ def test_complete_grudge():
 
 @needs_root
 def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
-    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3))
+    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3), NODES)
     done = nemesis.invoke(test_, Op("invoke", "kill", ["n2", "n4"], "nemesis"))
     assert (done.type, done.value) == ("info", ["n2", "n4"])
     assert reach(test_, "n1", "n2") == "ConnectionRefusedError"
@@ -254,7 +254,7 @@ def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
 
 @needs_root
 def test_kill_nemesis_teardown_restarts_everything(test_):
-    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3))
+    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3), NODES)
     nemesis.invoke(test_, Op("invoke", "kill", NODES, "nemesis"))
     assert not any(tcp_open(test_.remote.address(n), PORT, 0.2) for n in NODES)
     nemesis.teardown(test_)
@@ -263,7 +263,7 @@ def test_kill_nemesis_teardown_restarts_everything(test_):
 
 def test_a_system_without_kill_is_a_usage_error():
     with pytest.raises(UsageError, match="system noop cannot be killed: it has no kill/start"):
-        KillNemesis(NoopDB(), "noop", random.Random(0))
+        KillNemesis(NoopDB(), "noop", random.Random(0), NODES)
 
 
 @given(st.integers(1, 9), st.integers(0, 2**32))
@@ -350,7 +350,7 @@ class SlowToKillDB(HttpDB):
 def test_teardown_waits_for_a_kill_in_flight(test_):
     import threading
 
-    nemesis = KillNemesis(SlowToKillDB(), "httpd", random.Random(0))
+    nemesis = KillNemesis(SlowToKillDB(), "httpd", random.Random(0), NODES)
     in_flight = threading.Thread(
         target=nemesis.invoke, args=(test_, Op("invoke", "kill", ["n3"], "nemesis")))
     in_flight.start()
@@ -358,3 +358,10 @@ def test_teardown_waits_for_a_kill_in_flight(test_):
     nemesis.teardown(test_)
     in_flight.join()
     assert tcp_open(test_.remote.address("n3"), PORT)  # the kill did not land after the heal
+
+
+def test_kill_aims_only_at_the_nodes_the_system_runs_on():
+    package = build_nemesis(["kill"], offline_test(), HttpDB(), random.Random(1), nodes=["n1"])
+    kill = package.nemesis.by_f["kill"]
+    assert kill.nodes == ["n1"]
+    assert all(kill.targets(offline_test()) == ["n1"] for _ in range(20))
