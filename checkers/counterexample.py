@@ -20,11 +20,14 @@ class OpView:
     f: str
     value: Any
     type: str  # ok, info or fail (of the completion)
-    start: float  # seconds
-    end: float | None  # seconds; None when it never completed
+    start: float | None  # seconds; None when the history has no times (e.g. Knossos EDN)
+    end: float | None  # seconds; None when it never completed (or no times)
     index: int = -1  # index of the invocation in the history
 
     def render(self) -> str:
+        if self.start is None:
+            return (f"process {self.process} {self.f} {_show(self.value)} "
+                    f"[history index {self.index}] {self.type}")
         end = f"{self.end:.3f}s" if self.end is not None else "never"
         return (f"process {self.process} {self.f} {_show(self.value)} "
                 f"[{self.start:.3f}s .. {end}] {self.type}")

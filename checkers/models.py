@@ -72,6 +72,11 @@ class Counter:
     def describe(self, state: int) -> str:
         return f"count = {state}"
 
+    def read_only(self, f: str, arg: Any) -> bool:
+        """True for ops whose step never changes the state (the linearizability search
+        takes them as soon as they fit, and drops them when they crashed)."""
+        return f == "read"
+
 
 class Register:
     """``write`` v, ``read`` -> v; the initial value is null unless given."""
@@ -94,6 +99,11 @@ class Register:
     def describe(self, state: Any) -> str:
         return f"value = {_show(state)}"
 
+    def read_only(self, f: str, arg: Any) -> bool:
+        """True for ops whose step never changes the state (the linearizability search
+        takes them as soon as they fit, and drops them when they crashed)."""
+        return f == "read"
+
 
 class CasRegister(Register):
     """A register with ``cas [old, new]``: succeeds only when the value is ``old``."""
@@ -108,7 +118,8 @@ class CasRegister(Register):
 
 
 class KV:
-    """Independent keys: values ``[key, v]`` with cas-register semantics per key.
+    """Independent keys: values ``[key, v]`` with cas-register semantics per key, plus
+    ``append`` (string or list concatenation, as Porcupine's key-value logs need).
 
     The state is the tuple of (key, value) pairs that differ from the initial value;
     ``partition`` splits by key so each key is searched on its own.
@@ -127,7 +138,7 @@ class KV:
         values = dict(state)
         before = values.get(freeze(key), self.register.initial)
         res = result[1] if isinstance(result, list | tuple) else result
-        after = self.register.step(before, f, v, res)
+        after = self.step_value(before, f, v, res)
         if after is INCONSISTENT:
             return INCONSISTENT
         if after == self.register.initial:
@@ -136,11 +147,23 @@ class KV:
             values[freeze(key)] = after
         return tuple(sorted(values.items(), key=repr))
 
+    def step_value(self, before: Any, f: str, v: Any, res: Any) -> Any:
+        """One key's step, on that key's value alone (``v`` and ``res`` without the
+        key): the checker searches each key on its own with it."""
+        if f == "append":
+            return freeze(v) if before is None else before + freeze(v)
+        return self.register.step(before, f, v, res)
+
     def key_of(self, arg: Any) -> Hashable:
         return freeze(arg[0])
 
     def describe(self, state: tuple) -> str:
         return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state) or "all initial"
+
+    def read_only(self, f: str, arg: Any) -> bool:
+        """True for ops whose step never changes the state (the linearizability search
+        takes them as soon as they fit, and drops them when they crashed)."""
+        return f == "read"
 
 
 class Set:
@@ -165,6 +188,11 @@ class Set:
 
     def describe(self, state: frozenset) -> str:
         return "{" + ", ".join(sorted(_show(x) for x in state)) + "}"
+
+    def read_only(self, f: str, arg: Any) -> bool:
+        """True for ops whose step never changes the state (the linearizability search
+        takes them as soon as they fit, and drops them when they crashed)."""
+        return f == "read"
 
 
 class Mutex:
@@ -219,6 +247,10 @@ class MultiRegister:
 
     def describe(self, state: tuple) -> str:
         return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state)
+
+    def read_only(self, f: str, arg: Any) -> bool:
+        """A txn of reads only never changes the state (see ``Register.read_only``)."""
+        return f == "txn" and all(mop[0] == "read" for mop in arg or ())
 
 
 def _show(v: Any) -> str:

@@ -64,7 +64,7 @@ def run(spec: Spec) -> dict[str, Any]:
             interrupted = True
             log.warning("interrupted: healing faults and tearing the cluster down")
     history.close()
-    return _check_and_report(test, workload, interrupted)
+    return _check_and_report(test, system, workload, interrupted)
 
 
 def _make_remote(spec: Spec) -> Remote:
@@ -155,7 +155,8 @@ def _on_every_node(nodes: list[str], fn: Callable[[str], None]) -> None:
             future.result()
 
 
-def _check_and_report(test: Test, workload: Workload, interrupted: bool) -> dict[str, Any]:
+def _check_and_report(test: Test, system: Any, workload: Workload,
+                      interrupted: bool) -> dict[str, Any]:
     history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
     if interrupted:
         result: dict[str, Any] = {"valid": UNKNOWN, "anomalies": [],
@@ -164,7 +165,7 @@ def _check_and_report(test: Test, workload: Workload, interrupted: bool) -> dict
         result = workload.checker.check(test, history)
     result["run_dir"] = str(test.run_dir)
     write_json(test.run_dir / "results.json", result)
-    print_summary(test, history, result)
+    print_summary(test, history, result, system.serving_nodes(test))
     return result
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
+from checkers.linearizable import render
 from harness.context import Test
 from harness.history import NEMESIS, Op
 
@@ -16,11 +17,12 @@ _VERDICT = {True: ("[bold green]VALID[/]", "no anomalies found"),
 
 
 def print_summary(test: Test, history: list[Op], result: dict[str, Any],
-                  console: Console | None = None) -> None:
+                  serving: list[str], console: Console | None = None) -> None:
     console = console or Console(stderr=False, highlight=False)
     types = Counter(op.type for op in history if op.process != NEMESIS)
     faults = Counter(op.f for op in history if op.process == NEMESIS and op.type == "invoke")
-    console.print(f"[bold]{test.spec.name}[/] on {len(test.nodes)} nodes, "
+    console.print(f"[bold]{test.spec.name}[/] on {', '.join(serving)} "
+                  f"(cluster of {len(test.nodes)}), "
                   f"{test.spec.concurrency} clients, {test.spec.time_limit:g} s, "
                   f"seed {test.spec.seed}")
     console.print(f"ops: {types['ok']:,} ok, {types['fail']:,} fail, "
@@ -35,6 +37,10 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
             console.print(f"  {name}: {mark} {_first_line(line)}")
     for a in result.get("anomalies", []):
         console.print(f"  [red]anomaly[/] {a['type']}: {a.get('count', '?'):,}")
+    for name, sub in result.items():
+        if isinstance(sub, dict) and sub.get("valid") is False and "counterexample" in sub:
+            console.print(f"\n[bold]{name} counterexample[/]", highlight=False)
+            console.print(render(sub), markup=False, highlight=False)
     if result.get("reason"):
         console.print(f"  {result['reason']}")
     verdict, words = _VERDICT.get(result["valid"], _VERDICT["unknown"])

@@ -1,0 +1,365 @@
+"""Wing & Gong's linearizability search with Lowe's memoization, tuned for CPython.
+
+The history becomes a doubly linked list of call and return entries in real-time order
+(as in Porcupine). The search walks the list from its head: every call entry met before
+the first return entry is a candidate for the next linearization point. Linearizing a
+call lifts its call and return entries out of the list (dancing links, O(1) to undo);
+meeting a return entry means no candidate fits, so the search backtracks.
+
+Why it is fast, in Python too:
+
+* A configuration (set of linearized ops, model state) is memoized once visited. The ok
+  ops' set is kept as a *window*: the lowest ok op not yet linearized plus a small int
+  of the linearized ones above it, so a key costs O(concurrency), not O(history), in
+  time and memory. Crashed ops are kept apart, as a mask, because of the next point.
+* Crashed ops (``info`` or never completed) have no return entry: each may be
+  linearized at any point after its call, or never, and the search succeeds once every
+  ``ok`` op is linearized. Since linearizing one is never required, a configuration
+  whose crashed set contains a visited one's (same ok ops, same state) can do nothing
+  that one could not: it is pruned (subsumption).
+* Identical ops are interchangeable, so of two identical candidates only the one that
+  must go first is tried (see ``_twins``): twenty crashed writes of five values no
+  longer give a million subsets to try, only how many of each value.
+* Read-only ops (``model.read_only``) are forced moves: if one fits the current state,
+  linearizing it now loses nothing (it changes no state and every op that must precede
+  it is already linearized), so the search takes it without a choice point. A crashed
+  read-only op constrains nothing and is dropped before the search.
+* The stack is a chain of tuples, so the longest linearizable prefix is remembered by
+  keeping one reference, never by copying; the built-in models step through plain
+  functions on values frozen once (``checkers.fast_steps``); the cyclic garbage
+  collector, which would rescan millions of cache tuples, is paused.
+* The search is a generator that yields every 4096 steps, so budgets are checked
+  cheaply, several keys can take turns in one process, and a search can be continued
+  in a forked worker.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Generator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from checkers.fast_steps import fast_step
+from checkers.models import INCONSISTENT, Model, freeze
+from harness.history import Op
+
+_CHECK_EVERY = 4095  # a slice ends every 4096 model steps (a mask)
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+@dataclass(slots=True)
+class Call:
+    """One client operation as the search sees it.
+
+    ``start``/``end`` are positions in the history (real-time order); ``end`` is None
+    for a crashed op. ``result`` is ``UNKNOWN`` for a crashed op.
+    """
+
+    start: int
+    end: int | None
+    f: str
+    arg: Any
+    result: Any
+    invoke: Op
+    completion: Op | None
+
+
+@dataclass(slots=True)
+class Budget:
+    """Where to give up: an absolute ``time.monotonic()`` deadline and a resident-set
+    limit for this process."""
+
+    deadline: float | None
+    memory_limit_mb: int
+
+    def exceeded(self) -> str | None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return "time limit reached"
+        if rss_mb() > self.memory_limit_mb:
+            return f"memory limit of {self.memory_limit_mb} MiB reached"
+        return None
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MiB (one small read of /proc/self/statm)."""
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE / 1048576
+
+
+@dataclass
+class SearchOutcome:
+    valid: bool | str  # True, False or "unknown"
+    steps: int = 0
+    cache_size: int = 0
+    reason: str = ""
+    prefix: list[Call] = field(default_factory=list)
+    """Longest linearizable prefix found, in linearization order."""
+    state: Any = None
+    """Model state after ``prefix``."""
+    blocked: Call | None = None
+    """The ok op with the earliest return not linearized after ``prefix``."""
+    pending: list[Call] = field(default_factory=list)
+    """Ops not linearized after ``prefix`` and concurrent with ``blocked``."""
+
+
+def search(model: Model, calls: list[Call], budget: Budget,
+           read_only: list[bool] | None = None) -> SearchOutcome:
+    """Decides whether ``calls`` (sorted by start) linearize under ``model``, within
+    ``budget``. See ``search_slices`` for the arguments."""
+    with gc_paused():
+        return run_slices(search_slices(model, calls, read_only), budget)
+
+
+def run_slices(slices: Generator[int, str | None, SearchOutcome],
+               budget: Budget) -> SearchOutcome:
+    """Runs a ``search_slices`` generator to the end, checking the budget between
+    slices."""
+    try:
+        next(slices)
+        while True:
+            slices.send(budget.exceeded())
+    except StopIteration as done:
+        return done.value
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cache and the stack hold millions of tuples; CPython's cyclic collector
+    would traverse them again and again as they grow, for nothing (they form no
+    cycles), so it is paused while searching."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None = None
+                  ) -> Generator[int, str | None, SearchOutcome]:
+    """The search, resumable: it yields its step count every 4096 model steps and
+    expects back None to go on, or the reason to stop (the outcome is then "unknown",
+    with how far it got). Several searches can so share one process in turns, and the
+    caller checks budgets between turns.
+
+    ``read_only[i]`` marks calls whose step never changes the state; crashed read-only
+    calls must already be dropped by the caller.
+    """
+    n = len(calls)
+    pure = read_only or [False] * n
+    is_ok = [c.end is not None for c in calls]
+    # Window ids: ok ops and crashed ops are numbered apart, each in call order.
+    bit = [0] * n
+    n_ok = n_crashed = 0
+    for o in range(n):
+        if is_ok[o]:
+            bit[o], n_ok = n_ok, n_ok + 1
+        else:
+            bit[o], n_crashed = n_crashed, n_crashed + 1
+
+    # Entries 1..E in real-time order; 0 is the head, E+1 the tail. ent_op[e] is the op
+    # of a call entry, -2-op for a return entry, -1 for the tail.
+    events = [(c.start, o) for o, c in enumerate(calls)]
+    events += [(c.end, -2 - o) for o, c in enumerate(calls) if c.end is not None]
+    events.sort()
+    n_entries = len(events)
+    tail = n_entries + 1
+    ent_op = [-1] + [x for _, x in events] + [-1]
+    match = [-1] * (n_entries + 2)
+    call_entry = [0] * n
+    for e in range(1, tail):
+        x = ent_op[e]
+        if x >= 0:
+            call_entry[x] = e
+        else:
+            match[call_entry[-2 - x]] = e
+    nxt = list(range(1, n_entries + 2)) + [tail]
+    prv = [0] + list(range(n_entries + 1))
+
+    twin = _twins(calls)
+    lin = bytearray(n)  # lin[o]: op o is linearized
+    fs = [c.f for c in calls]
+    step = fast_step(model)
+    if step is None:
+        step = model.step
+        args = [c.arg for c in calls]
+        results = [c.result for c in calls]
+    else:  # fast steps take values frozen once, here
+        args = [freeze(c.arg) for c in calls]
+        results = [freeze(c.result) for c in calls]
+    state: Any = model.init()
+    # Memo: (low, win, state) -> masks of crashed ops linearized in visited
+    # configurations. Linearizing a crashed op is never needed, so a configuration
+    # whose crashed set contains a visited one's (same ok ops, same state) can only do
+    # less than that one, which failed or is being explored: it is pruned.
+    seen: dict[tuple, list[int]] = {}
+    n_seen = 0
+    low = win = cmask = 0
+    top: tuple | None = None  # (entry, state before, low, win, cmask, forced, below)
+    depth = 0
+    remaining = n_ok
+    steps = 0
+    best_depth = -1
+    best: tuple[tuple | None, Any, int] = (None, state, tail)
+    if remaining == 0:
+        return SearchOutcome(True)
+
+    e = nxt[0]
+    choice: tuple | None = None
+    while True:
+        o = ent_op[e]
+        if o >= 0:
+            if choice is not None and not pure[o]:
+                e = nxt[e]  # a choice is made; only a forced move could replace it
+                continue
+            t = twin[o]
+            if t >= 0 and not lin[t]:
+                e = nxt[e]  # its identical twin goes first (see _twins)
+                continue
+            steps += 1
+            if not steps & _CHECK_EVERY:
+                reason = yield steps
+                if reason:
+                    out = _outcome(calls, best, ent_op, model, "unknown", steps, n_seen)
+                    out.reason = reason
+                    return out
+            new = step(state, fs[o], args[o], results[o])
+            if new is not INCONSISTENT:
+                i = bit[o]
+                ncm = cmask
+                if not is_ok[o]:
+                    key = (low, win, new)
+                    ncm = cmask | (1 << i)
+                elif i == low:
+                    x = win | 1
+                    t = (x ^ (x + 1)).bit_length() - 1
+                    key = (low + t, x >> t, new)
+                else:
+                    key = (low, win | (1 << (i - low)), new)
+                masks = seen.get(key)
+                fresh = True
+                if masks is not None:
+                    for m in masks:
+                        if m & ncm == m:  # m is a subset of ncm
+                            fresh = False
+                            break
+                if fresh:
+                    if pure[o]:
+                        choice = (e, new, key, ncm, masks, True)
+                    else:
+                        choice = (e, new, key, ncm, masks, False)
+                        e = nxt[e]
+                        continue
+                elif pure[o]:
+                    # The forced move leads to a configuration already explored and
+                    # failed, so this configuration fails too.
+                    choice = None
+                    e = tail
+                    continue
+                else:
+                    e = nxt[e]
+                    continue
+            else:
+                e = nxt[e]
+                continue
+        if choice is not None:
+            e, new, key, ncm, masks, forced = choice
+            choice = None
+            if masks is None:
+                seen[key] = [ncm]
+            else:  # keep only the minimal crashed sets: supersets can prune nothing
+                masks[:] = [m for m in masks if m & ncm != ncm]
+                masks.append(ncm)
+            n_seen += 1
+            lin[ent_op[e]] = 1
+            top = (e, state, low, win, cmask, forced, top)
+            state = new
+            low, win, cmask = key[0], key[1], ncm
+            p, q = prv[e], nxt[e]
+            nxt[p] = q
+            prv[q] = p
+            r = match[e]
+            if r >= 0:
+                p, q = prv[r], nxt[r]
+                nxt[p] = q
+                prv[q] = p
+                remaining -= 1
+                if remaining == 0:
+                    return SearchOutcome(True, steps, n_seen)
+            depth += 1
+            e = nxt[0]
+            continue
+        # No candidate fits: backtrack, through forced moves, to the last real choice.
+        if depth > best_depth:
+            best_depth = depth
+            b = nxt[0]
+            while ent_op[b] >= 0:
+                b = nxt[b]
+            best = (top, state, b)
+        while True:
+            if top is None:
+                return _outcome(calls, best, ent_op, model, False, steps, n_seen)
+            e, state, low, win, cmask, forced, top = top
+            lin[ent_op[e]] = 0
+            depth -= 1
+            r = match[e]
+            if r >= 0:
+                nxt[prv[r]] = r
+                prv[nxt[r]] = r
+                remaining += 1
+            nxt[prv[e]] = e
+            prv[nxt[e]] = e
+            if not forced:
+                break
+        e = nxt[e]
+
+
+def _twins(calls: list[Call]) -> list[int]:
+    """For each op, the identical op (same f, argument and result) that the search
+    linearizes before it, or -1.
+
+    Identical ops are interchangeable: if ``p`` was invoked before ``o`` and returns no
+    later (crashed ops return never), a linearization that places ``o`` before ``p``
+    stays one when the two swap places. So ``o`` need only be tried once ``p`` is
+    linearized, which removes the factorial blow-up of, say, twenty crashed writes of
+    the same five values.
+    """
+    twin = [-1] * len(calls)
+    last: dict[tuple, int] = {}
+    for o, c in enumerate(calls):
+        try:
+            k = (c.f, freeze(c.arg), c.end is None, freeze(c.result))
+            hash(k)
+        except TypeError:  # an unhashable value: no twins for it
+            continue
+        p = last.get(k)
+        if p is not None and (c.end is None or calls[p].end < c.end):
+            twin[o] = p
+        last[k] = o
+    return twin
+
+
+def _outcome(calls: list[Call], best: tuple, ent_op: list[int], model: Model,
+             valid: bool | str, steps: int, n_seen: int) -> SearchOutcome:
+    """The outcome with the longest linearizable prefix seen, for counterexamples and
+    for saying how far an interrupted search got."""
+    top, state, blocked_entry = best
+    prefix: list[Call] = []
+    while top is not None:
+        prefix.append(calls[ent_op[top[0]]])
+        top = top[-1]
+    prefix.reverse()
+    x = ent_op[blocked_entry]
+    blocked = calls[-2 - x] if x <= -2 else None
+    pending: list[Call] = []
+    if blocked is not None:
+        done = {id(c) for c in prefix}
+        pending = [c for c in calls if id(c) not in done and c is not blocked
+                   and c.start < blocked.end and (c.end is None or c.end > blocked.start)]
+    return SearchOutcome(valid, steps, n_seen, prefix=prefix, state=state,
+                         blocked=blocked, pending=pending)
