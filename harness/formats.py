@@ -294,7 +294,19 @@ def _ops_from_maps(forms: list[Any], text: str, path: Path,
 
 
 def read_edn(text: str, path: Path) -> list[Op]:
-    return _ops_from_maps(_load_edn(text, path), text, path, _op_from_map)
+    return _nil_reads_unknown(_ops_from_maps(_load_edn(text, path), text, path, _op_from_map))
+
+
+def _nil_reads_unknown(history: list[Op]) -> list[Op]:
+    """Knossos's convention for EDN histories: a read that completed with nil returned
+    no value (Jepsen writes nil where a client could not tell), so it matches any state.
+    In splitbrain's contract such a read is an ``info`` read, which constrains nothing.
+    Porcupine's Jepsen logs are read differently (nil there is the initial value)."""
+    for op in history:
+        if op.type == "ok" and op.f == "read" and op.value is None:
+            op.type = "info"
+            op.extra["error"] = "nil read: value unknown (Knossos convention)"
+    return history
 
 
 def _porcupine_op(m: Any, position: int) -> Op:
