@@ -6,8 +6,8 @@ if the operation could not have returned ``result`` in ``state``. States are has
 and compared with ``==`` (that is Equal), so the search can memoize on them. A crashed
 operation's result is ``UNKNOWN``: it may have taken effect, with any result.
 
-``partition`` optionally splits a history into independent sub-histories (one per key),
-each checked on its own: P-compositionality. A new model is a small class with these
+``key_of(arg)`` optionally splits a history into independent sub-histories (one per
+key), each checked on its own: P-compositionality. A new model is a small class with these
 methods, registered in ``MODELS``.
 """
 
@@ -50,8 +50,21 @@ class Model(Protocol):
     def describe(self, state: Any) -> str:
         """The state in words for counterexamples."""
 
+    # Optional: ``read_only(f, arg) -> bool``, true for ops whose step never changes
+    # the state; the search then takes them as forced moves. ``key_of(arg)`` splits a
+    # history into independent keys (see KV).
 
-class Counter:
+
+class _ReadIsReadOnly:
+    """Models whose only state-preserving op is ``read``."""
+
+    def read_only(self, f: str, arg: Any) -> bool:
+        """True for ops whose step never changes the state (the linearizability search
+        takes them as soon as they fit, and drops them when they crashed)."""
+        return f == "read"
+
+
+class Counter(_ReadIsReadOnly):
     """``add`` delta (its result is ignored), ``read`` -> the count."""
 
     name = "counter"
@@ -72,13 +85,8 @@ class Counter:
     def describe(self, state: int) -> str:
         return f"count = {state}"
 
-    def read_only(self, f: str, arg: Any) -> bool:
-        """True for ops whose step never changes the state (the linearizability search
-        takes them as soon as they fit, and drops them when they crashed)."""
-        return f == "read"
 
-
-class Register:
+class Register(_ReadIsReadOnly):
     """``write`` v, ``read`` -> v; the initial value is null unless given."""
 
     name = "register"
@@ -99,11 +107,6 @@ class Register:
     def describe(self, state: Any) -> str:
         return f"value = {_show(state)}"
 
-    def read_only(self, f: str, arg: Any) -> bool:
-        """True for ops whose step never changes the state (the linearizability search
-        takes them as soon as they fit, and drops them when they crashed)."""
-        return f == "read"
-
 
 class CasRegister(Register):
     """A register with ``cas [old, new]``: succeeds only when the value is ``old``."""
@@ -117,7 +120,7 @@ class CasRegister(Register):
         return super().step(state, f, arg, result)
 
 
-class KV:
+class KV(_ReadIsReadOnly):
     """Independent keys: values ``[key, v]`` with cas-register semantics per key, plus
     ``append`` (string or list concatenation, as Porcupine's key-value logs need).
 
@@ -160,13 +163,8 @@ class KV:
     def describe(self, state: tuple) -> str:
         return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state) or "all initial"
 
-    def read_only(self, f: str, arg: Any) -> bool:
-        """True for ops whose step never changes the state (the linearizability search
-        takes them as soon as they fit, and drops them when they crashed)."""
-        return f == "read"
 
-
-class Set:
+class Set(_ReadIsReadOnly):
     """``add`` e, ``read`` -> the whole set (any order)."""
 
     name = "set"
@@ -188,11 +186,6 @@ class Set:
 
     def describe(self, state: frozenset) -> str:
         return "{" + ", ".join(sorted(_show(x) for x in state)) + "}"
-
-    def read_only(self, f: str, arg: Any) -> bool:
-        """True for ops whose step never changes the state (the linearizability search
-        takes them as soon as they fit, and drops them when they crashed)."""
-        return f == "read"
 
 
 class Mutex:
@@ -249,7 +242,7 @@ class MultiRegister:
         return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state)
 
     def read_only(self, f: str, arg: Any) -> bool:
-        """A txn of reads only never changes the state (see ``Register.read_only``)."""
+        """A txn of reads only never changes the state."""
         return f == "txn" and all(mop[0] == "read" for mop in arg or ())
 
 

@@ -37,6 +37,8 @@ log = logging.getLogger("splitbrain")
 
 OP_TIMEOUT = 5.0
 """Backstop for a client op; clients enforce their own, shorter, timeouts."""
+DEFAULT_RECOVERY_TIME = 2.0
+"""Seconds between healing and the final reads, for systems that do not say."""
 
 
 def run_from_cli(test_file: str | None, options: dict[str, str],
@@ -108,7 +110,7 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
         for op in package.final:
             await interp.nemesis_op(package.nemesis, op)
         if workload.final is not None:
-            await asyncio.sleep(getattr(system, "recovery_time", 2.0))
+            await asyncio.sleep(getattr(system, "recovery_time", DEFAULT_RECOVERY_TIME))
             f, value = workload.final
             await interp.final_ops([(node, f, value) for node in serving],
                                    extra={"final": True})

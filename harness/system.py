@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 @runtime_checkable
 class System(Protocol):
+    """``recovery_time`` (optional attribute, seconds, default 2): how long the run waits
+    after healing every fault before the final reads, for the system to settle."""
+
     name: str
 
     def db(self, test: Test) -> DB:

@@ -225,6 +225,12 @@ class CounterdSystem:
     def __init__(self, options: CounterdOptions) -> None:
         self.options = options
         self._db = CounterdDB(options)
+        # A replica's forward may still reach the primary up to forward_timeout after its
+        # client gave up, and replicas copy the primary every sync_interval: final reads
+        # wait for both, so that a correct async-replica cluster agrees after the heal.
+        self.recovery_time = 1.0
+        if options.variant == "async-replica":
+            self.recovery_time += options.forward_timeout + 2 * options.sync_interval
 
     def db(self, test: Test) -> CounterdDB:
         return self._db
