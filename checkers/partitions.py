@@ -18,7 +18,7 @@ from checkers import explanations
 from checkers.base import UNKNOWN as UNKNOWN_VERDICT
 from checkers.counter_bounds import check_counter_bounds
 from checkers.counterexample import Counterexample
-from checkers.fast_steps import kv_key_step
+from checkers.fast_steps import cas_register_guard, kv_key_step
 from checkers.models import KV, UNKNOWN, CasRegister, Counter, Model, Register
 from checkers.register_unique import applicable, check_unique_register
 from checkers.search import Budget, Call, SearchOutcome, search, search_slices
@@ -62,6 +62,7 @@ class KeyModel:
         self.describe = kv.register.describe
         if type(kv) is KV and type(kv.register) is CasRegister:
             self.fast_step = kv_key_step
+            self.fast_guard = cas_register_guard
 
     def init(self) -> Any:
         return self.initial

@@ -43,7 +43,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkers.fast_steps import fast_step
+from checkers.fast_steps import ANY, CALL, MEMO, SAME, fast_guard, fast_step
 from checkers.models import INCONSISTENT, Model, freeze
 from harness.history import Op
 
@@ -184,15 +184,36 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     twin = _twins(calls)
     lin = bytearray(n)  # lin[o]: op o is linearized
     fs = [c.f for c in calls]
+    state: Any = model.init()
     step = fast_step(model)
+    guard = fast_guard(model)
+    need, then = [ANY] * n, [CALL] * n
+    states: list | None = None  # the model's states by number, if numbered
     if step is None:
-        step = model.step
+        # A model's own step may be costly (a whole map rebuilt per step), and the
+        # same op meets the same state again and again as the scan restarts: states
+        # are numbered, each (state, op) is stepped once and then looked up.
         args = [c.arg for c in calls]
         results = [c.result for c in calls]
+        states, then = [state], [MEMO] * n
+        numbers = {state: 0}
+        memo: dict[int, Any] = {}
+
+        def step_once(number: int, o: int) -> Any:
+            new = model.step(states[number], fs[o], args[o], results[o])
+            if new is not INCONSISTENT:
+                new_state, new = new, numbers.setdefault(new, len(states))
+                if new == len(states):
+                    states.append(new_state)
+            memo[number * n + o] = new
+            return new
+        state = 0
     else:  # fast steps take values frozen once, here
         args = [freeze(c.arg) for c in calls]
         results = [freeze(c.result) for c in calls]
-    state: Any = model.init()
+        if guard is not None:  # what each op needs and does: mostly one comparison
+            guarded = [guard(fs[o], args[o], results[o]) for o in range(n)]
+            need, then = [g[0] for g in guarded], [g[1] for g in guarded]
     # Memo: (low, win, state) -> masks of crashed ops linearized in visited
     # configurations. Linearizing a crashed op is never needed, so a configuration
     # whose crashed set contains a visited one's (same ok ops, same state) can only do
@@ -225,45 +246,59 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             if not steps & _CHECK_EVERY:
                 reason = yield steps
                 if reason:
-                    out = _outcome(calls, best, ent_op, model, "unknown", steps, n_seen)
+                    out = _outcome(calls, best, ent_op, states, "unknown", steps, n_seen)
                     out.reason = reason
                     return out
-            new = step(state, fs[o], args[o], results[o])
-            if new is not INCONSISTENT:
-                i = bit[o]
-                ncm = cmask
-                if not is_ok[o]:
-                    key = (low, win, new)
-                    ncm = cmask | (1 << i)
-                elif i == low:
-                    x = win | 1
-                    t = (x ^ (x + 1)).bit_length() - 1
-                    key = (low + t, x >> t, new)
-                else:
-                    key = (low, win | (1 << (i - low)), new)
-                masks = seen.get(key)
-                fresh = True
-                if masks is not None:
-                    for m in masks:
-                        if m & ncm == m:  # m is a subset of ncm
-                            fresh = False
-                            break
-                if fresh:
-                    if pure[o]:
-                        choice = (e, new, key, ncm, masks, True)
-                    else:
-                        choice = (e, new, key, ncm, masks, False)
-                        e = nxt[e]
-                        continue
-                elif pure[o]:
-                    # The forced move leads to a configuration already explored and
-                    # failed, so this configuration fails too.
-                    choice = None
-                    e = tail
-                    continue
-                else:
+            x = need[o]
+            if x is not ANY and x != state:
+                e = nxt[e]
+                continue
+            new = then[o]
+            if new is SAME:
+                new = state
+            elif new is CALL:
+                new = step(state, fs[o], args[o], results[o])
+                if new is INCONSISTENT:
                     e = nxt[e]
                     continue
+            elif new is MEMO:
+                new = memo.get(state * n + o)
+                if new is None:
+                    new = step_once(state, o)
+                if new is INCONSISTENT:
+                    e = nxt[e]
+                    continue
+            i = bit[o]
+            ncm = cmask
+            if not is_ok[o]:
+                key = (low, win, new)
+                ncm = cmask | (1 << i)
+            elif i == low:
+                x = win | 1
+                t = (x ^ (x + 1)).bit_length() - 1
+                key = (low + t, x >> t, new)
+            else:
+                key = (low, win | (1 << (i - low)), new)
+            masks = seen.get(key)
+            fresh = True
+            if masks is not None:
+                for m in masks:
+                    if m & ncm == m:  # m is a subset of ncm
+                        fresh = False
+                        break
+            if fresh:
+                if pure[o]:
+                    choice = (e, new, key, ncm, masks, True)
+                else:
+                    choice = (e, new, key, ncm, masks, False)
+                    e = nxt[e]
+                    continue
+            elif pure[o]:
+                # The forced move leads to a configuration already explored and
+                # failed, so this configuration fails too.
+                choice = None
+                e = tail
+                continue
             else:
                 e = nxt[e]
                 continue
@@ -303,7 +338,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             best = (top, state, b)
         while True:
             if top is None:
-                return _outcome(calls, best, ent_op, model, False, steps, n_seen)
+                return _outcome(calls, best, ent_op, states, False, steps, n_seen)
             e, state, low, win, cmask, forced, top = top
             lin[ent_op[e]] = 0
             depth -= 1
@@ -344,11 +379,14 @@ def _twins(calls: list[Call]) -> list[int]:
     return twin
 
 
-def _outcome(calls: list[Call], best: tuple, ent_op: list[int], model: Model,
+def _outcome(calls: list[Call], best: tuple, ent_op: list[int], states: list | None,
              valid: bool | str, steps: int, n_seen: int) -> SearchOutcome:
     """The outcome with the longest linearizable prefix seen, for counterexamples and
-    for saying how far an interrupted search got."""
+    for saying how far an interrupted search got (``states``: the model's states by
+    number, when the search numbered them)."""
     top, state, blocked_entry = best
+    if states is not None:
+        state = states[state]
     prefix: list[Call] = []
     while top is not None:
         prefix.append(calls[ent_op[top[0]]])

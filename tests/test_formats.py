@@ -236,7 +236,8 @@ def _edn_value(v):
 @settings(max_examples=60, deadline=None)
 @given(_ops, st.booleans())
 def test_edn_round_trip(tmp_path_factory, ops, wrapped: bool) -> None:
-    """Whatever Jepsen-shaped ops edn_format writes, we read back unchanged."""
+    """Whatever Jepsen-shaped ops edn_format writes, we read back unchanged, except
+    Knossos's one convention: a read that returned nil completed with an unknown value."""
     maps = [edn_format.dumps({Keyword("process"): Keyword(p) if p == "nemesis" else p,
                               Keyword("type"): Keyword(t), Keyword("f"): Keyword(f),
                               Keyword("value"): _edn_value(v)}) for p, t, f, v in ops]
@@ -245,7 +246,9 @@ def test_edn_round_trip(tmp_path_factory, ops, wrapped: bool) -> None:
         text = "[]"
     p = tmp_path_factory.mktemp("rt") / "h.edn"
     p.write_text(text)
-    assert brief(read_history(p, "edn")) == [(p_, t, f, v) for p_, t, f, v in ops]
+    expected = [(p_, "info" if (t, f, v) == ("ok", "read", None) else t, f, v)
+                for p_, t, f, v in ops]
+    assert brief(read_history(p, "edn")) == expected
 
 
 @settings(max_examples=40, deadline=None)
@@ -303,3 +306,18 @@ def test_knossos_multi_line_maps_read() -> None:
     ops = read_history(path)
     assert ops[0].f == "txn" and ops[0].value == [["read", "x", None]]
     assert all(isinstance(o.time, int) and o.time > 0 for o in ops)
+
+
+def test_edn_nil_reads_have_an_unknown_value_but_jepsen_log_nils_are_values(tmp_path):
+    edn = tmp_path / "h.edn"
+    edn.write_text("[{:process 0 :type :invoke :f :read :value nil}\n"
+                   " {:process 0 :type :ok :f :read :value nil}\n"
+                   " {:process 1 :type :invoke :f :read :value nil}\n"
+                   " {:process 1 :type :ok :f :read :value 3}]\n")
+    ops = read_history(edn, "edn")
+    assert [o.type for o in ops] == ["invoke", "info", "invoke", "ok"]
+    assert "unknown" in ops[1].extra["error"]
+    log = tmp_path / "h.log"
+    log.write_text("INFO  jepsen.util - 0\t:invoke\t:read\tnil\n"
+                   "INFO  jepsen.util - 0\t:ok\t:read\tnil\n")
+    assert [o.type for o in read_history(log, "jepsen-log")] == ["invoke", "ok"]
