@@ -119,7 +119,7 @@ class LocalRemote:
     def setup(self, nodes: Sequence[str]) -> None:
         if os.geteuid() != 0:
             raise NotRootError("the local backend needs root (network namespaces and "
-                               "iptables): run as root, or use --backend docker")
+                               "iptables): run splitbrain as root")
         for tool in ("ip", "iptables"):
             if shutil.which(tool) is None:
                 raise UsageError(f"the local backend needs {tool!r}; install iproute2 and "
