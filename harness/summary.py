@@ -18,7 +18,7 @@ _VERDICT = {True: ("[bold green]VALID[/]", "no anomalies found"),
 
 def print_summary(test: Test, history: list[Op], result: dict[str, Any],
                   serving: list[str], console: Console | None = None) -> None:
-    console = console or Console(stderr=False, highlight=False)
+    console = console or Console(highlight=False, soft_wrap=True)
     types = Counter(op.type for op in history if op.process != NEMESIS)
     faults = Counter(op.f for op in history if op.process == NEMESIS and op.type == "invoke")
     console.print(f"[bold]{test.spec.name}[/] on {', '.join(serving)} "
