@@ -12,12 +12,16 @@ Commoner still are steps that need no call at all: a read fits only the state it
 returned, a write's new state is its argument, a cas fits only its old value. A model's
 *guard* gives, per op, the state the op needs (``ANY`` when it fits every state) and its
 effect (``SAME`` state, a fixed new state, or ``CALL`` the step), so the search decides
-most candidates with one comparison, inline.
+most candidates with one comparison, inline. The tests check guards against the models'
+steps too.
+
+Models with no fast step go through ``NumberedSteps``: their own step, once per state
+and op.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from checkers.models import (
@@ -49,8 +53,8 @@ SAME: Any = _Marker("SAME")
 CALL: Any = _Marker("CALL")
 """A guard's effect: only the step function can tell (it may still be inconsistent)."""
 MEMO: Any = _Marker("MEMO")
-"""The effect of every op of a model with no fast step: the search looks up or makes the
-step of the numbered state (see ``checkers.search``)."""
+"""The effect of every op of a model with no fast step: the search looks the step up, or
+makes it, in ``NumberedSteps``."""
 
 
 def counter_step(state: int, f: str, arg: Any, result: Any) -> Any:
@@ -136,3 +140,76 @@ def fast_guard(model: Model) -> Guard | None:
     """The guard for ``model``'s exact class (a kv key's model names its own), or None:
     every op then goes through ``CALL``. Only models with a ``fast_step`` have one."""
     return getattr(model, "fast_guard", None) or GUARDS.get(type(model))
+
+
+def append_target(f: int, nxt: list[int], ent_op: list[int], pure: list[bool],
+                  need: list[Any], then: list[Any]) -> Any:
+    """For a model whose ``CALL`` steps only extend the state (``calls_extend``: a kv
+    key's appends), in the search's current configuration: the value the op of return
+    entry ``f`` (the first return entry) must read, when every state until it is
+    linearized can only extend the current one; else None.
+
+    That op must be linearized before any op invoked after ``f``, so until then only
+    the candidates (the call entries before ``f``) can go first. If it is read-only and
+    none of them sets the state (a write or cas), the next state must be a prefix of
+    what it read (``extends_to``), or the read can never fit: appends in any other
+    order are dead ends, cut at once instead of found out ops later.
+    """
+    x = ent_op[f]
+    if x > -2 or not pure[-2 - x]:
+        return None
+    target = need[-2 - x]
+    if not isinstance(target, str | tuple):
+        return None
+    w = nxt[0]
+    while w != f:
+        o = ent_op[w]
+        if not pure[o] and then[o] is not CALL:
+            return None
+        w = nxt[w]
+    return target
+
+
+def extends_to(state: Any, target: Any) -> bool:
+    """Whether appending may still turn ``state`` into ``target``."""
+    return type(state) is type(target) and target[:len(state)] == state
+
+
+class NumberedSteps:
+    """A model's own step on numbered states, each (state, op) stepped once.
+
+    A model without a fast step may be costly to step (a whole map rebuilt per step),
+    and the search's scan meets the same op in the same state again and again as it
+    restarts from the head; so states get numbers (equal states, one number), the
+    search looks ``memo[number * n + first_same[o]]`` up and calls ``step`` only when
+    that is missing. Identical ops (same f, argument and result) share their steps.
+    Sound because a model is a sequential specification: its step is a function of the
+    state and the op, nothing else.
+    """
+
+    def __init__(self, model: Model, fs: Sequence[str], args: Sequence[Any],
+                 results: Sequence[Any]) -> None:
+        self.model, self.fs, self.args, self.results = model, fs, args, results
+        initial = model.init()
+        self.states: list[Any] = [initial]
+        self.numbers: dict[Any, int] = {initial: 0}
+        self.memo: dict[int, Any] = {}
+        self.n = len(fs)
+        # Same repr, not just ==: a model may tell 1 from 1.0 or True, or a list
+        # from a tuple.
+        first: dict[str, int] = {}
+        self.first_same = [first.setdefault(repr(op), o)
+                           for o, op in enumerate(zip(fs, args, results))]
+
+    def step(self, number: int, o: int) -> Any:
+        """The number of the state after op ``o`` in state ``number``, or INCONSISTENT;
+        remembered in ``memo``."""
+        new = self.model.step(self.states[number], self.fs[o], self.args[o],
+                              self.results[o])
+        if new is not INCONSISTENT:
+            states = self.states
+            new_state, new = new, self.numbers.setdefault(new, len(states))
+            if new == len(states):
+                states.append(new_state)
+        self.memo[number * self.n + self.first_same[o]] = new
+        return new

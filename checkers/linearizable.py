@@ -45,9 +45,11 @@ DEFAULT_MEMORY_LIMIT_MB = min(8192, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC
                               // (3 * 1048576))
 """A third of the machine's memory, at most 8 GiB: the search gives up (unknown) before
 the machine would swap."""
-SERIAL_SECONDS = 0.25
+SERIAL_SECONDS = 0.02
 """How long searches run in turns in this process before the rest of them move to worker
-processes (where there are several cores): short checks never pay for forking."""
+processes (where there are several cores): about what starting a pool of workers costs
+(10 to 15 ms), so short checks never pay for forking and long ones use every core
+almost at once."""
 
 
 @dataclass
@@ -108,31 +110,44 @@ def _check_parts(parts: list[Part], budget: Budget, workers: int) -> list[PartRe
                 return results
         else:
             searches.append(started)
-    until = time.monotonic() + SERIAL_SECONDS if workers > 1 else None
+    handover = time.monotonic() + SERIAL_SECONDS if workers > 1 else None
     with gc_paused():
-        reason = None
-        while searches:
-            running = []
-            for s in searches:
-                try:
-                    s.slices.send(reason)
-                    running.append(s)
-                except StopIteration as done:
-                    results.append(s.result(done.value))
-                    if results[-1].valid is False:
-                        return results
-            searches = running
-            if until is not None and time.monotonic() > until and len(searches) > 1:
-                return results + _in_workers(searches, budget, workers)
-            reason = budget.exceeded()
+        searches = _take_turns(searches, budget, results, handover)
+    if searches:
+        results += _in_workers(searches, budget, workers)
     return results
+
+
+def _take_turns(searches: list[PartSearch], budget: Budget, results: list[PartResult],
+                handover: float | None = None) -> list[PartSearch]:
+    """Runs ``searches`` one slice each in turn, adding each finished one's result to
+    ``results``, until all are done, one is invalid, or (past the ``handover`` time,
+    with two or more left) it is time for workers. Returns the searches left."""
+    reason = None
+    while searches:
+        running = []
+        for s in searches:
+            try:
+                s.slices.send(reason)
+                running.append(s)
+            except StopIteration as done:
+                results.append(s.result(done.value))
+                if results[-1].valid is False:
+                    return []
+        searches = running
+        if handover is not None and time.monotonic() > handover and len(searches) > 1:
+            return searches
+        reason = budget.exceeded()
+    return []
 
 
 def _in_workers(searches: list[PartSearch], budget: Budget, workers: int
                 ) -> list[PartResult]:
-    """Continues ``searches`` in forked workers, biggest first; the first invalid
-    result terminates the rest. Each worker may grow by its share of what is left of
-    the memory budget (a fork starts out sharing the parent's pages)."""
+    """Continues ``searches`` in forked workers, biggest first, each taken by the next
+    free worker (how hard a key is shows only while it is searched, so shares fixed in
+    advance would leave a core idle); the first invalid result terminates the rest.
+    Each worker may grow by its share of what is left of the memory budget (a fork
+    starts out sharing the parent's pages)."""
     searches.sort(key=lambda s: -len(s.calls))
     workers = min(workers, len(searches))
     rss = rss_mb()

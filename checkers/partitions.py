@@ -63,6 +63,7 @@ class KeyModel:
         if type(kv) is KV and type(kv.register) is CasRegister:
             self.fast_step = kv_key_step
             self.fast_guard = cas_register_guard
+            self.calls_extend = True  # only appends go through CALL
 
     def init(self) -> Any:
         return self.initial

@@ -23,11 +23,18 @@ Why it is fast, in Python too:
 * Read-only ops (``model.read_only``) are forced moves: if one fits the current state,
   linearizing it now loses nothing (it changes no state and every op that must precede
   it is already linearized), so the search takes it without a choice point. A crashed
-  read-only op constrains nothing and is dropped before the search.
+  read-only op constrains nothing and is dropped before the search. So a choice is
+  only made where no read-only op fits; back at it, the scan skips them.
+* Where appends only extend a value (a kv key), a read that must be linearized before
+  any op invoked later, with only appends besides it, tells which appends may go next
+  (``fast_steps.append_target``): the orders of appends are not tried one by one.
 * The stack is a chain of tuples, so the longest linearizable prefix is remembered by
   keeping one reference, never by copying; the built-in models step through plain
-  functions on values frozen once (``checkers.fast_steps``); the cyclic garbage
-  collector, which would rescan millions of cache tuples, is paused.
+  functions on values frozen once (``checkers.fast_steps``), and most of their ops
+  through no call at all: a guard gives the state an op needs and its effect, checked
+  inline. Other models' states are numbered and each (state, op) is stepped once: their
+  steps may rebuild whole maps, and the scan meets the same pairs again and again. The
+  cyclic garbage collector, which would rescan millions of cache tuples, is paused.
 * The search is a generator that yields every 4096 steps, so budgets are checked
   cheaply, several keys can take turns in one process, and a search can be continued
   in a forked worker.
@@ -43,7 +50,17 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from checkers.fast_steps import ANY, CALL, MEMO, SAME, fast_guard, fast_step
+from checkers.fast_steps import (
+    ANY,
+    CALL,
+    MEMO,
+    SAME,
+    NumberedSteps,
+    append_target,
+    extends_to,
+    fast_guard,
+    fast_step,
+)
 from checkers.models import INCONSISTENT, Model, freeze
 from harness.history import Op
 
@@ -189,25 +206,11 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     guard = fast_guard(model)
     need, then = [ANY] * n, [CALL] * n
     states: list | None = None  # the model's states by number, if numbered
-    if step is None:
-        # A model's own step may be costly (a whole map rebuilt per step), and the
-        # same op meets the same state again and again as the scan restarts: states
-        # are numbered, each (state, op) is stepped once and then looked up.
-        args = [c.arg for c in calls]
-        results = [c.result for c in calls]
-        states, then = [state], [MEMO] * n
-        numbers = {state: 0}
-        memo: dict[int, Any] = {}
-
-        def step_once(number: int, o: int) -> Any:
-            new = model.step(states[number], fs[o], args[o], results[o])
-            if new is not INCONSISTENT:
-                new_state, new = new, numbers.setdefault(new, len(states))
-                if new == len(states):
-                    states.append(new_state)
-            memo[number * n + o] = new
-            return new
-        state = 0
+    if step is None:  # the model's own step, on numbered states (see NumberedSteps)
+        numbered = NumberedSteps(model, fs, [c.arg for c in calls],
+                                 [c.result for c in calls])
+        memo, first_same, step_once = numbered.memo, numbered.first_same, numbered.step
+        states, then, state = numbered.states, [MEMO] * n, 0
     else:  # fast steps take values frozen once, here
         args = [freeze(c.arg) for c in calls]
         results = [freeze(c.result) for c in calls]
@@ -232,10 +235,19 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
 
     e = nxt[0]
     choice: tuple | None = None
+    resumed = False  # scanning on after a backtrack: no read-only op fits (see below)
+    # Appends only extend a kv key's value; a read that must come before any other op
+    # then tells which appends can be next (see ``append_target``).
+    extends = getattr(model, "calls_extend", False)
+    target = None  # what that read returned, if known in this configuration
     while True:
         o = ent_op[e]
         if o >= 0:
-            if choice is not None and not pure[o]:
+            if pure[o]:
+                if resumed:
+                    e = nxt[e]  # it did not fit this state before the backtrack
+                    continue
+            elif choice is not None:
                 e = nxt[e]  # a choice is made; only a forced move could replace it
                 continue
             t = twin[o]
@@ -262,7 +274,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                     e = nxt[e]
                     continue
             elif new is MEMO:
-                new = memo.get(state * n + o)
+                new = memo.get(state * n + first_same[o])
                 if new is None:
                     new = step_once(state, o)
                 if new is INCONSISTENT:
@@ -290,9 +302,13 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                 if pure[o]:
                     choice = (e, new, key, ncm, masks, True)
                 else:
+                    if resumed and target is not None and not extends_to(new, target):
+                        e = nxt[e]
+                        continue
                     choice = (e, new, key, ncm, masks, False)
-                    e = nxt[e]
-                    continue
+                    if not resumed:
+                        e = nxt[e]
+                        continue
             elif pure[o]:
                 # The forced move leads to a configuration already explored and
                 # failed, so this configuration fails too.
@@ -303,6 +319,11 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                 e = nxt[e]
                 continue
         if choice is not None:
+            if extends and not resumed and not choice[5]:
+                target = append_target(e, nxt, ent_op, pure, need, then)
+                if target is not None and not extends_to(choice[1], target):
+                    e, choice, resumed = nxt[choice[0]], None, True  # the next choice
+                    continue
             e, new, key, ncm, masks, forced = choice
             choice = None
             if masks is None:
@@ -312,7 +333,8 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                 masks.append(ncm)
             n_seen += 1
             lin[ent_op[e]] = 1
-            top = (e, state, low, win, cmask, forced, top)
+            top = (e, state, low, win, cmask, forced, target, top)
+            target = None
             state = new
             low, win, cmask = key[0], key[1], ncm
             p, q = prv[e], nxt[e]
@@ -328,6 +350,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                     return SearchOutcome(True, steps, n_seen)
             depth += 1
             e = nxt[0]
+            resumed = False
             continue
         # No candidate fits: backtrack, through forced moves, to the last real choice.
         if depth > best_depth:
@@ -339,7 +362,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
         while True:
             if top is None:
                 return _outcome(calls, best, ent_op, states, False, steps, n_seen)
-            e, state, low, win, cmask, forced, top = top
+            e, state, low, win, cmask, forced, target, top = top
             lin[ent_op[e]] = 0
             depth -= 1
             r = match[e]
@@ -351,7 +374,11 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             prv[nxt[e]] = e
             if not forced:
                 break
+        # A real choice is only made once the scan has met every candidate and no
+        # read-only op fitted; so the scan goes on with the others, and the first that
+        # fits is the next choice.
         e = nxt[e]
+        resumed = True
 
 
 def _twins(calls: list[Call]) -> list[int]:

@@ -19,8 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers import linearizable
-from checkers.fast_steps import fast_step
-from checkers.models import UNKNOWN, freeze, make_model
+from checkers.fast_steps import ANY, CALL, SAME, fast_guard, fast_step
+from checkers.models import INCONSISTENT, UNKNOWN, freeze, make_model
 from checkers.partitions import KeyModel
 from checkers.search import rss_mb
 from harness.history import Op
@@ -248,13 +248,14 @@ def test_fast_steps_equal_the_models_steps(data: st.DataObject) -> None:
     if model.name == "kv":
         key_model = KeyModel(model)
         step, reference = key_model.fast_step, key_model.step
+        guard = key_model.fast_guard
         state = data.draw(st.one_of(st.none(), st.sampled_from(["a", "b", "ab"])))
         f = data.draw(st.sampled_from(["read", "write", "cas", "append"]))
         texts = st.sampled_from(["a", "b"])
         arg = ([data.draw(st.one_of(st.none(), texts)), data.draw(texts)] if f == "cas"
                else data.draw(texts))
     else:
-        step, reference = fast_step(model), model.step
+        step, reference, guard = fast_step(model), model.step, fast_guard(model)
         if model.name == "counter":
             state, f = data.draw(st.integers(-3, 3)), data.draw(st.sampled_from(["add", "read"]))
             arg = data.draw(st.integers(-2, 2))
@@ -267,7 +268,36 @@ def test_fast_steps_equal_the_models_steps(data: st.DataObject) -> None:
                                           "cas-register" else ["read", "write"]))
             arg = [data.draw(VALUES), data.draw(VALUES)] if f == "cas" else data.draw(VALUES)
     result = data.draw(st.one_of(st.just(UNKNOWN), VALUES))
-    assert step(state, f, freeze(arg), freeze(result)) == reference(state, f, arg, result)
+    expected = reference(state, f, arg, result)
+    assert step(state, f, freeze(arg), freeze(result)) == expected
+    if guard is not None:  # what the search does inline with a guard
+        need, effect = guard(f, freeze(arg), freeze(result))
+        if need is not ANY and need != state:
+            assert expected is INCONSISTENT
+        elif effect is CALL:
+            assert step(state, f, freeze(arg), freeze(result)) == expected
+        else:
+            assert (state if effect is SAME else effect) == expected
+
+
+def _appends_then_read(n: int, read: str) -> list[Op]:
+    """``n`` appends to key k, all in flight while a read of k returns ``read`` first."""
+    appends = [Op("invoke", "append", ["k", f"<{i}>"], i) for i in range(n)]
+    r = Op("invoke", "read", ["k", None], n)
+    return _seq(r, *appends, r.ok(["k", read]), *(a.ok() for a in appends))
+
+
+def test_a_read_before_appends_end_tells_their_order() -> None:
+    """The read must be linearized before any op invoked later, and only appends can go
+    before it, so it tells which append comes next; without that, the search tries
+    the orders of twelve appends one by one (hundreds of thousands of steps)."""
+    model = make_model("kv", "")
+    backwards = "".join(f"<{i}>" for i in reversed(range(12)))
+    result = linearizable.check(model, _appends_then_read(12, backwards))
+    assert result["valid"] is True and result["stats"]["steps"] < 1000
+    result = linearizable.check(model, _appends_then_read(12, backwards + "<0>"))
+    assert result["valid"] is False and result["stats"]["steps"] < 1000
+    assert result["counterexample"]["op"]["f"] == "read"
 
 
 # --- budgets ----------------------------------------------------------------------------
@@ -365,6 +395,16 @@ def test_kv_counterexample_names_its_key() -> None:
     assert result["counterexample"]["op"]["index"] == 4
 
 
+def test_a_model_without_a_fast_step_describes_its_state() -> None:
+    """The search numbers such a model's states; the counterexample shows the state."""
+    a, b, r = Op("invoke", "add", 1, 0), Op("invoke", "add", 2, 1), Op("invoke", "read", None, 2)
+    history = _seq(a, a.ok(), b, b.ok(), r, r.ok([2]))
+    result = linearizable.check(make_model("set"), history)
+    assert result["valid"] is False and result["analyzer"] == "search"
+    assert result["counterexample"]["op"]["index"] == 4
+    assert result["counterexample"]["state"] == "{1, 2}"
+
+
 def test_the_checker_class_and_nemesis_ops() -> None:
     n = Op("invoke", "start-partition", "majority", "nemesis")
     w, r = Op("invoke", "write", 3, 0), Op("invoke", "read", None, 1)
@@ -389,7 +429,8 @@ def test_searches_handed_to_workers_get_the_same_verdicts(monkeypatch) -> None:
         return in_workers(searches, budget, workers)
 
     monkeypatch.setattr(linearizable, "_in_workers", spy)
-    history = simulate("kv", random.Random(7), 1500, 20, corrupt=0.0, crash=0.02)
+    # each key takes several slices (4096 steps), so two searches are left to hand over
+    history = simulate("kv", random.Random(7), 2000, 20, corrupt=0.0, crash=0.02)
     model = make_model("kv")
     assert linearizable.check(model, history, workers=2)["valid"] is True
     assert handed_over == [2]
