@@ -124,8 +124,10 @@ class KV(_ReadIsReadOnly):
     """Independent keys: values ``[key, v]`` with cas-register semantics per key, plus
     ``append`` (string or list concatenation, as Porcupine's key-value logs need).
 
-    The state is the tuple of (key, value) pairs that differ from the initial value;
-    ``partition`` splits by key so each key is searched on its own.
+    The state is the frozenset of (key, value) pairs whose value differs from the
+    initial one: equal states compare equal whatever order keys were written in, and a
+    step touches one pair instead of rebuilding a map. ``key_of`` splits a history by
+    key so each key is searched on its own.
     """
 
     name = "kv"
@@ -134,21 +136,22 @@ class KV(_ReadIsReadOnly):
         self.register = CasRegister(initial)
 
     def init(self) -> Hashable:
-        return ()
+        return frozenset()
 
-    def step(self, state: tuple, f: str, arg: Any, result: Any) -> Any:
+    def step(self, state: frozenset, f: str, arg: Any, result: Any) -> Any:
         key, v = arg
-        values = dict(state)
-        before = values.get(freeze(key), self.register.initial)
+        key = freeze(key)
+        initial = self.register.initial
+        before = next((value for k, value in state if k == key), initial)
         res = result[1] if isinstance(result, list | tuple) else result
         after = self.step_value(before, f, v, res)
         if after is INCONSISTENT:
             return INCONSISTENT
-        if after == self.register.initial:
-            values.pop(freeze(key), None)
-        else:
-            values[freeze(key)] = after
-        return tuple(sorted(values.items(), key=repr))
+        if after == before:
+            return state
+        if before != initial:
+            state = state - {(key, before)}
+        return state if after == initial else state | {(key, after)}
 
     def step_value(self, before: Any, f: str, v: Any, res: Any) -> Any:
         """One key's step, on that key's value alone (``v`` and ``res`` without the
@@ -160,8 +163,9 @@ class KV(_ReadIsReadOnly):
     def key_of(self, arg: Any) -> Hashable:
         return freeze(arg[0])
 
-    def describe(self, state: tuple) -> str:
-        return ", ".join(f"{_show(k)} = {_show(v)}" for k, v in state) or "all initial"
+    def describe(self, state: frozenset) -> str:
+        pairs = sorted(f"{_show(k)} = {_show(v)}" for k, v in state)
+        return ", ".join(pairs) or "all initial"
 
 
 class Set(_ReadIsReadOnly):
