@@ -86,7 +86,8 @@ def check(model: Model, history: list[Op], *, time_limit: float | None = None,
         if unit is not None:
             unit.setdefault("analyzer", "unit-counter")
             unit.setdefault("anomalies", [])
-            return {**base, **unit}
+            elapsed = round(time.monotonic() - started, 4)
+            return {**base, **unit, "stats": {"elapsed_s": elapsed}}
     parts = partition(model, calls)
     workers = min(workers or os.cpu_count() or 1, len(parts))
     results = _check_parts(parts, Budget(deadline, memory_limit_mb), workers)
