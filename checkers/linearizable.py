@@ -34,8 +34,10 @@ from checkers.partitions import (
     Part,
     PartResult,
     PartSearch,
+    add_prefix,
     partition,
     prepare,
+    searchable,
     start_part,
 )
 from checkers.search import Budget, gc_paused, rss_mb, run_slices
@@ -86,6 +88,11 @@ def check(model: Model, history: list[Op], *, time_limit: float | None = None,
         if unit is not None:
             unit.setdefault("analyzer", "unit-counter")
             unit.setdefault("anomalies", [])
+            if unit["valid"] is False:  # the verdict is certain; the search adds a prefix
+                cx = _counterexample_from_dict(unit["counterexample"])
+                add_prefix(cx, model, *searchable(model, calls),
+                           Budget(deadline, memory_limit_mb))
+                unit["counterexample"] = cx.to_dict()
             elapsed = round(time.monotonic() - started, 4)
             return {**base, **unit, "stats": {"elapsed_s": elapsed}}
     parts = partition(model, calls)

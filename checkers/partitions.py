@@ -136,33 +136,39 @@ class PartSearch:
         return r
 
 
+def searchable(model: Model, calls: list[Call]) -> tuple[list[Call], list[bool] | None]:
+    """The calls the search needs, and which of them are read-only (None if the model
+    does not say): a crashed read-only op constrains nothing, so it is left out."""
+    read_only = getattr(model, "read_only", None)
+    if read_only is None:
+        return calls, None
+    calls = [c for c in calls if c.end is not None or not read_only(c.f, c.arg)]
+    return calls, [read_only(c.f, c.arg) for c in calls]
+
+
 def start_part(part: Part, budget: Budget) -> PartResult | PartSearch:
     """The part's result from the fastest exact analyzer that applies, or its search."""
     model = part.model
-    read_only = getattr(model, "read_only", None)
-    calls = part.calls
-    if read_only is not None:  # a crashed read-only op constrains nothing
-        calls = [c for c in calls if c.end is not None or not read_only(c.f, c.arg)]
-    pure = [read_only(c.f, c.arg) for c in calls] if read_only is not None else None
+    calls, pure = searchable(model, part.calls)
     if isinstance(model, Register | KeyModel) and applicable(calls, model.initial):
         violation = check_unique_register(calls, model.initial)
         if violation is None:
             return PartResult(True, "unique-register")
         cx = explanations.from_zones(violation, part.key)
-        _add_prefix(cx, model, calls, pure, budget)
+        add_prefix(cx, model, calls, pure, budget)
         return PartResult(False, "unique-register", counterexample=cx)
     analyzer = "search"
     if isinstance(model, Counter):
         bounds = check_counter_bounds(calls, model.initial)
         if bounds is not None:
             cx = explanations.from_bounds(bounds)
-            _add_prefix(cx, model, calls, pure, budget)
+            add_prefix(cx, model, calls, pure, budget)
             return PartResult(False, "counter-bounds", counterexample=cx)
         analyzer = "counter-bounds+search"
     return PartSearch(part, calls, analyzer, search_slices(model, calls, pure))
 
 
-def _add_prefix(cx: Counterexample, model: Model, calls: list[Call],
+def add_prefix(cx: Counterexample, model: Model, calls: list[Call],
                 pure: list[bool] | None, budget: Budget) -> None:
     """Fills a fast path's counterexample with the longest linearizable prefix and the
     state after it, from a search of at most ``PREFIX_SEARCH_SECONDS``; left empty if

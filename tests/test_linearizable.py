@@ -443,3 +443,20 @@ def test_searches_handed_to_workers_get_the_same_verdicts(monkeypatch) -> None:
     assert serial["valid"] is parallel["valid"] is False
     assert serial["counterexample"]["op"] == parallel["counterexample"]["op"]
     assert parallel["counterexample"]["op"]["value"] == wrong.value
+
+
+def test_unit_counter_counterexample_carries_the_longest_linearizable_prefix():
+    """The O(n log n) path decides; the search then supplies the prefix and its state."""
+    ops = []
+    for p in range(3):
+        a = Op("invoke", "add", 1, p)
+        ops += [a, a.ok(1)]
+    r = Op("invoke", "read", None, 9)
+    ops += [r, r.ok(2)]
+    for i, op in enumerate(ops):
+        op.index = i
+    result = linearizable.check(make_model("counter"), ops)
+    assert result["valid"] is False and result["analyzer"] == "counter-edf"
+    cx = result["counterexample"]
+    assert [v["f"] for v in cx["prefix"]] == ["add", "add", "add"]
+    assert cx["state"] == "count = 3" and cx["op"]["value"] == 2
