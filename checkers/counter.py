@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from checkers.base import UNKNOWN, Result
 from harness.errors import UsageError
-from harness.history import FAIL, INVOKE, NEMESIS, OK, Op
+from harness.history import FAIL, INVOKE, NEMESIS, OK, Op, completions
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -113,17 +113,8 @@ class CounterChecker:
                        ) -> tuple[list[_Read], _Totals, list[str]]:
         """The ok reads that matter (final ones, and any outside its bounds), the sums
         of deltas, and the nodes whose final read did not succeed."""
-        failed: set[int] = set()  # invocation positions of failed adds
-        open_: dict[Any, int] = {}
-        for pos, op in enumerate(history):
-            if op.process == NEMESIS:
-                continue
-            if op.type == INVOKE:
-                open_[op.process] = pos
-            else:
-                start = open_.pop(op.process, None)
-                if start is not None and op.type == FAIL and history[start].f == "add":
-                    failed.add(start)
+        failed = {start for start, end in completions(history).items()  # failed adds
+                  if history[end].type == FAIL and history[start].f == "add"}
 
         definite_pos = definite_neg = possible_pos = possible_neg = 0
         definite_abs = possible_abs = 0

@@ -51,7 +51,7 @@ import math
 from typing import Any
 
 from checkers.counterexample import Counterexample, OpView
-from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op
+from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op, completions
 
 ANALYZER = "counter-edf"
 
@@ -241,18 +241,8 @@ class _Explainer:
     def __init__(self, history: list[Op], initial: int) -> None:
         self.history = history
         self.initial = initial
-        self.completion: dict[int, int] = {}  # invoke position -> completion position
-        self.invocation: dict[int, int] = {}
-        open_: dict[Any, int] = {}
-        for pos, op in enumerate(history):
-            if op.process == NEMESIS:
-                continue
-            if op.type == INVOKE:
-                open_[op.process] = pos
-            else:
-                start = open_.pop(op.process)
-                self.completion[start] = pos
-                self.invocation[pos] = start
+        self.completion = completions(history)  # invoke position -> completion position
+        self.invocation = {end: start for start, end in self.completion.items()}
 
     def view(self, start: int) -> OpView:
         inv = self.history[start]

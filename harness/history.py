@@ -204,3 +204,19 @@ def pairs(history: Iterable[Op], *, include_nemesis: bool = False) -> list[Pair]
                 )
             p.completion = op
     return out
+
+
+def completions(history: list[Op]) -> dict[int, int]:
+    """Position of each client invocation in ``history`` -> position of its completion
+    (invocations that never completed are absent). Nemesis ops are skipped. Unlike
+    ``pairs`` it does not validate: use it on histories ``pairs`` has already accepted."""
+    open_: dict[Any, int] = {}
+    out: dict[int, int] = {}
+    for pos, op in enumerate(history):
+        if op.process == NEMESIS:
+            continue
+        if op.type == INVOKE:
+            open_[op.process] = pos
+        elif (start := open_.pop(op.process, None)) is not None:
+            out[start] = pos
+    return out
