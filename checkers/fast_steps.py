@@ -32,27 +32,20 @@ from checkers.models import (
     Model,
     Mutex,
     Register,
+    Sentinel,
 )
 
 Step = Callable[[Any, str, Any, Any], Any]
 Guard = Callable[[str, Any, Any], tuple[Any, Any]]
 
 
-class _Marker:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __repr__(self) -> str:
-        return self.name
-
-
-ANY: Any = _Marker("ANY")
+ANY: Any = Sentinel("ANY")
 """A guard's need: the op fits every state."""
-SAME: Any = _Marker("SAME")
+SAME: Any = Sentinel("SAME")
 """A guard's effect: the state stays as it is."""
-CALL: Any = _Marker("CALL")
+CALL: Any = Sentinel("CALL")
 """A guard's effect: only the step function can tell (it may still be inconsistent)."""
-MEMO: Any = _Marker("MEMO")
+MEMO: Any = Sentinel("MEMO")
 """The effect of every op of a model with no fast step: the search looks the step up, or
 makes it, in ``NumberedSteps``."""
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 from typing import Any, Callable, Hashable, Protocol, Sequence, runtime_checkable
 
 
-class _Sentinel:
+class Sentinel:
+    """A named marker value that no history can contain."""
+
     def __init__(self, name: str) -> None:
         self.name = name
 
@@ -24,8 +26,8 @@ class _Sentinel:
         return self.name
 
 
-INCONSISTENT: Any = _Sentinel("INCONSISTENT")
-UNKNOWN: Any = _Sentinel("UNKNOWN")
+INCONSISTENT: Any = Sentinel("INCONSISTENT")
+UNKNOWN: Any = Sentinel("UNKNOWN")
 
 
 def freeze(v: Any) -> Hashable:
