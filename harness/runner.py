@@ -2,9 +2,12 @@
 
 Teardown is the part that must never be skipped: every fault healed, every node's logs
 collected, every namespace and process removed, on a normal end, an exception, Ctrl-C
-or SIGTERM. SIGTERM is turned into the same KeyboardInterrupt as Ctrl-C, and a second
-signal during teardown is ignored, so cleaning up cannot itself be interrupted. What was
-recorded before an interruption stays in history.jsonl, and the verdict is "unknown".
+or SIGTERM. Both signals end the run the same way: outside the event loop they raise
+KeyboardInterrupt; while clients run they cancel the loop's main task instead, because an
+exception raised inside an event-loop callback (uvloop's resolver, for one) is swallowed
+and the signal would be lost. A second signal during teardown is ignored, so cleaning up
+cannot itself be interrupted. What was recorded before an interruption stays in
+history.jsonl, and the verdict is "unknown".
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Coroutine, Iterator
 
 from checkers.base import UNKNOWN
 from harness.context import Spec, Test
@@ -59,9 +62,9 @@ def run(spec: Spec) -> dict[str, Any]:
     history = HistoryWriter(run_dir / "history.jsonl")
     interrupted = False
     log.info("run %s in %s (seed %d)", spec.name, run_dir, spec.seed)
-    with _signals_raise_interrupt():
+    with _Interrupts() as interrupts:
         try:
-            _run_cluster(test, system, workload, history)
+            _run_cluster(test, system, workload, history, interrupts)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: healing faults and tearing the cluster down")
@@ -80,7 +83,8 @@ def _make_remote(spec: Spec) -> Remote:
     return LocalRemote()
 
 
-def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter) -> None:
+def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,
+                 interrupts: _Interrupts) -> None:
     """Everything that needs the cluster; tears it down on every exit path."""
     db = system.db(test)
     package: NemesisPackage | None = None
@@ -90,7 +94,13 @@ def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWr
         package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
                                 nodes=system.serving_nodes(test))
         package.nemesis.setup(test)
-        run_async(_clients_and_faults(test, system, workload, history, package))
+        try:
+            run_async(interrupts.cancelling(
+                _clients_and_faults(test, system, workload, history, package)))
+        except asyncio.CancelledError:
+            if interrupts.received is None:
+                raise
+            raise KeyboardInterrupt from None
     finally:
         with _signals_ignored():
             _teardown(test, db, package, history)
@@ -179,14 +189,51 @@ def _log_to(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-@contextmanager
-def _signals_raise_interrupt() -> Iterator[None]:
-    """SIGTERM behaves like Ctrl-C: a KeyboardInterrupt, so teardown runs."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+class _Interrupts:
+    """SIGINT and SIGTERM end the run; how depends on whether the event loop is running.
+
+    Outside the loop the handler raises KeyboardInterrupt, as Ctrl-C always does. Inside
+    it, the handler only cancels the main task: the loop then records every op in flight
+    as interrupted and unwinds, and ``_run_cluster`` turns the cancellation back into
+    KeyboardInterrupt. The handler never raises inside a loop callback, where the
+    exception would be swallowed and the run would carry on as if nothing happened.
+    """
+
+    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._task: asyncio.Task[Any] | None = None
+        self._saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _Interrupts:
+        self._saved = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, handler in self._saved.items():
+            signal.signal(s, handler)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        first = self.received is None
+        if first:
+            self.received = signum
+        task = self._task
+        if task is None:
+            raise KeyboardInterrupt
+        if first:
+            task.get_loop().call_soon_threadsafe(task.cancel)
+
+    async def cancelling(self, main: Coroutine[Any, Any, None]) -> None:
+        """Runs ``main`` as the task a signal cancels."""
+        self._task = asyncio.current_task()
+        try:
+            if self.received is not None:  # a signal came while the loop was starting
+                raise asyncio.CancelledError
+            await main
+        finally:
+            self._task = None
+            main.close()
 
 
 @contextmanager
