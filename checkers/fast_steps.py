@@ -21,6 +21,7 @@ and op.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,6 +49,8 @@ CALL: Any = Sentinel("CALL")
 MEMO: Any = Sentinel("MEMO")
 """The effect of every op of a model with no fast step: the search looks the step up, or
 makes it, in ``NumberedSteps``."""
+DEAD: Any = Sentinel("DEAD")
+"""A kv key's value that no op still to come can observe (see ``dead_value_test``)."""
 
 
 def counter_step(state: int, f: str, arg: Any, result: Any) -> Any:
@@ -166,6 +169,49 @@ def append_target(f: int, nxt: list[int], ent_op: list[int], pure: list[bool],
 def extends_to(state: Any, target: Any) -> bool:
     """Whether appending may still turn ``state`` into ``target``."""
     return type(state) is type(target) and target[:len(state)] == state
+
+
+def dead_value_test(needs: Sequence[Any]) -> Callable[[Any], bool] | None:
+    """For a model whose ``CALL`` steps only extend the state (a kv key's appends): a test
+    telling values that no op of the history can ever observe, or None.
+
+    Only ops with a need (an ok read, a cas) observe the value. If a value is a prefix
+    of no needed value, neither is any extension of it: from it, reads and cases never
+    fit, appends lead to another such value, and writes set a value of their own. Every
+    such value so behaves the same from here on, and the search may treat them all as
+    one, ``DEAD``: orders of appends that a later write wipes out unread are then one
+    configuration, not one per order.
+    """
+    by_type: dict[type, list[Any]] = {}
+    for v in needs:
+        if isinstance(v, str | tuple):
+            by_type.setdefault(type(v), []).append(v)
+    try:
+        for values in by_type.values():
+            values.sort()
+    except TypeError:  # tuples of values that do not compare: no test
+        return None
+
+    def is_dead(value: Any) -> bool:
+        if not isinstance(value, str | tuple):
+            return False
+        values = by_type.get(type(value))
+        if values is None:
+            return True
+        i = bisect_left(values, value)  # values starting with ``value`` come first
+        return i == len(values) or values[i][:len(value)] != value
+
+    return is_dead
+
+
+def dead_aware(step: Step, is_dead: Callable[[Any], bool]) -> Step:
+    """``step`` for a kv key's appends, on values where dead ones are all ``DEAD``."""
+    def step_alive(state: Any, f: str, arg: Any, result: Any) -> Any:
+        if state is DEAD and f == "append":
+            return DEAD
+        new = step(state, f, arg, result)
+        return DEAD if is_dead(new) else new
+    return step_alive
 
 
 class NumberedSteps:

@@ -28,6 +28,9 @@ Why it is fast, in Python too:
 * Where appends only extend a value (a kv key), a read that must be linearized before
   any op invoked later, with only appends besides it, tells which appends may go next
   (``fast_steps.append_target``): the orders of appends are not tried one by one.
+  And a value that no read or cas of the key expects, nor any of its extensions, can
+  never be observed: all such values are one state (``fast_steps.dead_value_test``),
+  so the orders of appends that a write later wipes out unread are one configuration.
 * The stack is a chain of tuples, so the longest linearizable prefix is remembered by
   keeping one reference, never by copying; the built-in models step through plain
   functions on values frozen once (``checkers.fast_steps``), and most of their ops
@@ -53,10 +56,13 @@ from typing import Any
 from checkers.fast_steps import (
     ANY,
     CALL,
+    DEAD,
     MEMO,
     SAME,
     NumberedSteps,
     append_target,
+    dead_aware,
+    dead_value_test,
     extends_to,
     fast_guard,
     fast_step,
@@ -217,6 +223,14 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
         if guard is not None:  # what each op needs and does: mostly one comparison
             guarded = [guard(fs[o], args[o], results[o]) for o in range(n)]
             need, then = [g[0] for g in guarded], [g[1] for g in guarded]
+    # Appends only extend a kv key's value; a read that must come before any other op
+    # then tells which appends can be next (see ``append_target``), and values no op
+    # can observe are all one (see ``dead_value_test``).
+    extends = getattr(model, "calls_extend", False)
+    is_dead = dead_value_test(need) if extends else None
+    if is_dead is not None:
+        step = dead_aware(step, is_dead)
+        then = [DEAD if is_dead(t) else t for t in then]
     # Memo: (low, win, state) -> masks of crashed ops linearized in visited
     # configurations. Linearizing a crashed op is never needed, so a configuration
     # whose crashed set contains a visited one's (same ok ops, same state) can only do
@@ -236,9 +250,6 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     e = nxt[0]
     choice: tuple | None = None
     resumed = False  # scanning on after a backtrack: no read-only op fits (see below)
-    # Appends only extend a kv key's value; a read that must come before any other op
-    # then tells which appends can be next (see ``append_target``).
-    extends = getattr(model, "calls_extend", False)
     target = None  # what that read returned, if known in this configuration
     while True:
         o = ent_op[e]
@@ -258,7 +269,8 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             if not steps & _CHECK_EVERY:
                 reason = yield steps
                 if reason:
-                    out = _outcome(calls, best, ent_op, states, "unknown", steps, n_seen)
+                    out = _outcome(model, calls, best, ent_op, states, "unknown", steps,
+                                   n_seen)
                     out.reason = reason
                     return out
             x = need[o]
@@ -361,7 +373,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             best = (top, state, b)
         while True:
             if top is None:
-                return _outcome(calls, best, ent_op, states, False, steps, n_seen)
+                return _outcome(model, calls, best, ent_op, states, False, steps, n_seen)
             e, state, low, win, cmask, forced, target, top = top
             lin[ent_op[e]] = 0
             depth -= 1
@@ -406,11 +418,13 @@ def _twins(calls: list[Call]) -> list[int]:
     return twin
 
 
-def _outcome(calls: list[Call], best: tuple, ent_op: list[int], states: list | None,
-             valid: bool | str, steps: int, n_seen: int) -> SearchOutcome:
+def _outcome(model: Model, calls: list[Call], best: tuple, ent_op: list[int],
+             states: list | None, valid: bool | str, steps: int, n_seen: int
+             ) -> SearchOutcome:
     """The outcome with the longest linearizable prefix seen, for counterexamples and
     for saying how far an interrupted search got (``states``: the model's states by
-    number, when the search numbered them)."""
+    number, when the search numbered them). A ``DEAD`` state is replayed from the
+    prefix, so the person reading the counterexample sees the real value."""
     top, state, blocked_entry = best
     if states is not None:
         state = states[state]
@@ -419,6 +433,10 @@ def _outcome(calls: list[Call], best: tuple, ent_op: list[int], states: list | N
         prefix.append(calls[ent_op[top[0]]])
         top = top[-1]
     prefix.reverse()
+    if state is DEAD:
+        state = model.init()
+        for c in prefix:
+            state = model.step(state, c.f, c.arg, c.result)
     x = ent_op[blocked_entry]
     blocked = calls[-2 - x] if x <= -2 else None
     pending: list[Call] = []

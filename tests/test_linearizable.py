@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers import linearizable
-from checkers.fast_steps import ANY, CALL, SAME, fast_guard, fast_step
+from checkers.fast_steps import ANY, CALL, SAME, dead_value_test, fast_guard, fast_step
 from checkers.models import INCONSISTENT, UNKNOWN, freeze, make_model
 from checkers.partitions import KeyModel
 from checkers.search import rss_mb
@@ -298,6 +298,31 @@ def test_a_read_before_appends_end_tells_their_order() -> None:
     result = linearizable.check(model, _appends_then_read(12, backwards + "<0>"))
     assert result["valid"] is False and result["stats"]["steps"] < 1000
     assert result["counterexample"]["op"]["f"] == "read"
+
+
+def test_appends_a_write_wipes_out_unread_are_one_configuration() -> None:
+    """Nine appends in flight with a write, then a read of a value nobody wrote: to
+    refute it, a search that tells values apart tries every order of every subset of
+    the appends before the write (about a million configurations); values no op can
+    observe are all one (``dead_value_test``), which leaves the subsets alone."""
+    appends = [Op("invoke", "append", ["k", f"<{i}>"], i) for i in range(9)]
+    w, r = Op("invoke", "write", ["k", "w"], 9), Op("invoke", "read", ["k", None], 10)
+    history = _seq(*appends, w, *(a.ok() for a in appends), w.ok(), r, r.ok(["k", "q"]))
+    result = linearizable.check(make_model("kv", ""), history)
+    assert result["valid"] is False and result["stats"]["steps"] < 20_000
+    cx = result["counterexample"]
+    assert cx["op"]["f"] == "read"
+    assert cx["state"] == "value = 'w'"  # the real value, replayed, not the marker
+
+
+def test_a_dead_value_test_knows_prefixes_and_types() -> None:
+    is_dead = dead_value_test(["ab", "abc", ("x", 1), ANY, None, 3])
+    assert is_dead is not None
+    assert not is_dead("") and not is_dead("a") and not is_dead("abc")
+    assert is_dead("b") and is_dead("abcd") and is_dead("ac")
+    assert not is_dead(("x",)) and is_dead(("y",))
+    assert not is_dead(None) and not is_dead(3)
+    assert dead_value_test([(1,), ("a",)]) is None  # tuples that do not compare
 
 
 # --- budgets ----------------------------------------------------------------------------
