@@ -56,7 +56,8 @@ class Counterexample:
         if self.prefix:
             shown = self.prefix[-max_prefix:]
             cut = len(self.prefix) - len(shown)
-            lines.append(f"longest linearizable prefix ({len(self.prefix)} ops"
+            n = len(self.prefix)
+            lines.append(f"longest linearizable prefix ({n} op{'s' if n != 1 else ''}"
                          + (f", last {len(shown)} shown" if cut else "") + "):")
             lines += [f"  {v.render()}" for v in shown]
         if self.concurrent:

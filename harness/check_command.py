@@ -16,10 +16,11 @@ from typing import Any
 import click
 
 from checkers import linearizable
-from checkers.models import MODELS, UNKNOWN, Model, make_model
+from checkers.models import MODELS, UNKNOWN, Model
 from harness.errors import UsageError
 from harness.formats import detect_file_format, read_history
 from harness.history import NEMESIS, Op
+from harness.registry import load_factory
 
 # Porcupine's key-value model starts every key at the empty string, so a get of a key
 # never written returns "" there; without this a user would have to know to say so.
@@ -72,13 +73,26 @@ def parse_initial(initial: str | None) -> Any:
 
 
 def build_model(name: str, initial: Any = None) -> Model:
-    if name not in MODELS:
-        raise UsageError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))})")
+    """A bundled model by name, or a user's as ``package.module:factory`` (a class or a
+    function taking the optional initial state)."""
+    if name in MODELS:
+        factory: Any = MODELS[name]
+    elif ":" in name:
+        factory = load_factory("model", name, {})
+    else:
+        raise UsageError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))}; "
+                         "or package.module:factory)")
     try:
-        return make_model(name, initial)
+        model = factory() if initial is None else factory(initial)
     except (TypeError, ValueError) as e:
+        if initial is None:
+            raise UsageError(f"cannot make the {name} model: {e}") from None
         raise UsageError(f"--initial {json.dumps(initial)} does not suit the {name} "
                          f"model ({e})") from None
+    if not isinstance(model, Model):
+        raise UsageError(f"{name} is not a model: it needs name, init(), "
+                         "step(state, f, arg, result) and describe(state)")
+    return model
 
 
 def check_fit(model: Model, history: list[Op]) -> None:

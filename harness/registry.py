@@ -1,8 +1,8 @@
 """Where names on the command line find their code.
 
-Systems and workloads are looked up by name, or given as ``package.module:factory`` so a
-user's own system plugs in without touching splitbrain. Factories take the run's
-``-o KEY=VALUE`` options.
+Systems, workloads and checker models are looked up by name, or given as
+``package.module:factory`` so a user's own plugs in without touching splitbrain. System
+and workload factories take the run's ``-o KEY=VALUE`` options.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ WORKLOADS = {
 }
 
 
-def _load(kind: str, name: str, table: dict[str, str]) -> Callable[..., Any]:
+def load_factory(kind: str, name: str, table: dict[str, str]) -> Callable[..., Any]:
     target = table.get(name, name if ":" in name else None)
     if target is None:
         known = ", ".join(sorted(table))
@@ -37,11 +37,11 @@ def _load(kind: str, name: str, table: dict[str, str]) -> Callable[..., Any]:
 
 
 def load_system(name: str, options: dict[str, str]) -> Any:
-    return _load("system", name, SYSTEMS)(options)
+    return load_factory("system", name, SYSTEMS)(options)
 
 
 def load_workload(name: str, options: dict[str, str]) -> Any:
-    return _load("workload", name, WORKLOADS)(options)
+    return load_factory("workload", name, WORKLOADS)(options)
 
 
 def catalogue() -> dict[str, list[str]]:

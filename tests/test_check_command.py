@@ -108,6 +108,69 @@ def test_build_model_errors_list_the_known_models() -> None:
     assert all(name in str(e.value) for name in MODELS)
 
 
+USER_MODEL = """
+class Toggle:
+    \"\"\"A light switch: flip changes it, look reads it.\"\"\"
+    name = "toggle"
+
+    def __init__(self, initial=False):
+        self.initial = initial
+
+    def init(self):
+        return self.initial
+
+    def step(self, state, f, arg, result):
+        if f == "flip":
+            return not state
+        if f == "look":
+            return state if result == state else INCONSISTENT
+        raise ValueError(f"toggle has no operation {f!r}")
+
+    def describe(self, state):
+        return "on" if state else "off"
+
+
+from checkers.models import INCONSISTENT
+NOT_A_MODEL = object
+"""
+
+
+@pytest.mark.parametrize("history, initial, code", [
+    ([(0, "invoke", "flip", None), (0, "ok", "flip", None),
+      (1, "invoke", "look", None), (1, "ok", "look", True)], None, 0),
+    ([(0, "invoke", "flip", None), (0, "ok", "flip", None),
+      (1, "invoke", "look", None), (1, "ok", "look", False)], None, 1),
+    ([(0, "invoke", "flip", None), (0, "ok", "flip", None),
+      (1, "invoke", "look", None), (1, "ok", "look", False)], "true", 0),
+])
+def test_a_users_own_model_plugs_in_as_module_colon_factory(
+        tmp_path: Path, history: list[tuple], initial: str | None, code: int) -> None:
+    (tmp_path / "toggle_model.py").write_text(USER_MODEL)
+    h = jsonl(tmp_path, "h.jsonl", history)
+    args = ["check", str(h), "--model", "toggle_model:Toggle"]
+    if initial is not None:
+        args += ["--initial", initial]
+    r = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()", *args],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=60,
+                       env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}, check=False)
+    assert r.returncode == code, (r.stdout, r.stderr)
+    if code == 1:
+        assert "look False on process 1" in r.stdout
+        assert "state after the longest linearizable prefix: on" in r.stdout
+
+
+def test_a_module_colon_name_that_is_no_model_is_a_usage_error(tmp_path: Path,
+                                                                monkeypatch) -> None:
+    (tmp_path / "toggle_model.py").write_text(USER_MODEL)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(UsageError, match="is not a model"):
+        build_model("toggle_model:NOT_A_MODEL")
+    with pytest.raises(UsageError, match="cannot import model"):
+        build_model("no_such_module_here:Model")
+    with pytest.raises(UsageError, match="has no 'Nope'"):
+        build_model("toggle_model:Nope")
+
+
 def test_misfit_suggests_the_models_that_fit(tmp_path: Path) -> None:
     p = jsonl(tmp_path, "h.jsonl", [(0, "invoke", "cas", [1, 2]), (0, "ok", "cas", [1, 2])])
     with pytest.raises(UsageError, match="try --model cas-register"):
