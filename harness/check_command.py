@@ -106,6 +106,11 @@ def check_fit(model: Model, history: list[Op]) -> None:
     for op in history:
         if op.process != NEMESIS and op.type == "invoke":
             samples.setdefault(op.f, op)
+    if model.name in ("register", "cas-register") and _keyed_reads(history):
+        raise UsageError(f"every read names a key ([key, null]), as in a Jepsen "
+                         f"independent history; the {model.name} model would take the "
+                         f"[key, value] pairs for values: use --model kv, a cas-register "
+                         f"per key")
     misfit = _misfit(model, samples)
     if misfit is None:
         return
@@ -114,6 +119,15 @@ def check_fit(model: Model, history: list[Op]) -> None:
     fitting = [name for name, cls in sorted(MODELS.items()) if _misfit(cls(), samples) is None]
     hint = f"; try --model {' or '.join(fitting)}" if fitting else ""
     raise UsageError(f"the {model.name} model cannot take this history: {misfit}{hint}")
+
+
+def _keyed_reads(history: list[Op]) -> bool:
+    """Whether every read was invoked as ``[key, null]``: a single register's reads are
+    invoked with null alone."""
+    reads = [op.value for op in history
+             if op.process != NEMESIS and op.type == "invoke" and op.f == "read"]
+    return bool(reads) and all(isinstance(v, list) and len(v) == 2 and v[1] is None
+                               for v in reads)
 
 
 def _misfit(model: Model, samples: dict[str, Op]) -> str | None:

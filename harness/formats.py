@@ -301,9 +301,13 @@ def _nil_reads_unknown(history: list[Op]) -> list[Op]:
     """Knossos's convention for EDN histories: a read that completed with nil returned
     no value (Jepsen writes nil where a client could not tell), so it matches any state.
     In splitbrain's contract such a read is an ``info`` read, which constrains nothing.
-    Porcupine's Jepsen logs are read differently (nil there is the initial value)."""
+    Porcupine's Jepsen logs are read differently (nil there is the initial value). A
+    Jepsen independent history's read of ``[key nil]`` is the same read of one key (its
+    checker hands Knossos each key's values alone)."""
     for op in history:
-        if op.type == "ok" and op.f == "read" and op.value is None:
+        v = op.value
+        if op.type == "ok" and op.f == "read" and (
+                v is None or (isinstance(v, list) and len(v) == 2 and v[1] is None)):
             op.type = "info"
             op.extra["error"] = "nil read: value unknown (Knossos convention)"
     return history

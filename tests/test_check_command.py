@@ -76,12 +76,18 @@ def test_search_over_budget_exits_2(tmp_path: Path, capsys) -> None:
     (["h.jsonl", "--format", "yaml"], "Invalid value for '--format'"),
     (["h.jsonl", "--initial", '"zero"'], "the initial state does not suit the counter model"),
     (["h.jsonl", "--time-limit", "-1"], "--time-limit must be positive"),
+    (["independent.edn", "--model", "cas-register"], "use --model kv"),
 ])
 def test_bad_usage_or_input_exits_254_with_one_line(tmp_path: Path, args: list[str],
                                                     message: str) -> None:
     jsonl(tmp_path, "h.jsonl", COUNTER_OK)
     (tmp_path / "broken.edn").write_text("[{:process 0 :type :invoke :f :read :value nil}\n"
                                          " {:process 0 :type :ok :f :read :value [1 2}]\n")
+    (tmp_path / "independent.edn").write_text(  # Jepsen's independent [key value] tuples
+        "[{:process 0 :type :invoke :f :write :value [7 1]}\n"
+        " {:process 0 :type :ok :f :write :value [7 1]}\n"
+        " {:process 1 :type :invoke :f :read :value [7 nil]}\n"
+        " {:process 1 :type :ok :f :read :value [7 1]}]\n")
     r = subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
                         "check", *args], capture_output=True, text=True, cwd=tmp_path,
                        timeout=60, check=False)
@@ -243,3 +249,19 @@ def test_porcupine_compare_reports_verdicts_and_disagreements(tmp_path: Path) ->
     assert "etcd etcd_001.log: ours True, porcupine False" in r.stdout
     assert "kv-c50                    2 files" in r.stdout
     assert "valid/invalid/unknown 1/1/0" in r.stdout
+
+
+def test_a_jepsen_independent_history_checks_key_by_key_with_kv(tmp_path: Path) -> None:
+    p = tmp_path / "independent.edn"
+    p.write_text("[{:process 0 :type :invoke :f :write :value [7 1]}\n"
+                 " {:process 0 :type :ok :f :write :value [7 1]}\n"
+                 " {:process 1 :type :invoke :f :cas :value [8 [nil 2]]}\n"
+                 " {:process 1 :type :ok :f :cas :value [8 [nil 2]]}\n"
+                 " {:process 2 :type :invoke :f :read :value [7 nil]}\n"
+                 " {:process 2 :type :ok :f :read :value [7 1]}\n"
+                 " {:process 2 :type :invoke :f :read :value [8 nil]}\n"
+                 " {:process 2 :type :ok :f :read :value [8 2]}]\n")
+    assert splitbrain(p, "--model", "kv").returncode == 0
+    p.write_text(p.read_text().replace(":value [8 2]", ":value [8 1]"))
+    r = splitbrain(p, "--model", "kv")
+    assert r.returncode == 1 and "key 8" in r.stdout, r.stdout
