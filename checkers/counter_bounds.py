@@ -16,7 +16,7 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from itertools import accumulate
 
-from checkers.search import Call
+from checkers.calls import Call
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from checkers.calls import Call, SearchOutcome
 from checkers.counter_bounds import BoundsViolation
 from checkers.counterexample import Counterexample, OpView
 from checkers.models import UNKNOWN, Model
 from checkers.register_unique import Violation
-from checkers.search import Call, SearchOutcome
 from harness.history import OK
 
 MAX_CONCURRENT_SHOWN = 20

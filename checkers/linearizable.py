@@ -27,6 +27,7 @@ from typing import Any
 
 from checkers.base import UNKNOWN as UNKNOWN_VERDICT
 from checkers.base import Result
+from checkers.calls import Budget, rss_mb
 from checkers.counter_linear import check_unit_counter
 from checkers.counterexample import Counterexample, OpView
 from checkers.models import Counter, Model
@@ -40,7 +41,7 @@ from checkers.partitions import (
     searchable,
     start_part,
 )
-from checkers.search import Budget, gc_paused, rss_mb, run_slices
+from checkers.search import gc_paused, run_slices
 from harness.history import Op
 
 DEFAULT_MEMORY_LIMIT_MB = min(8192, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")

@@ -16,12 +16,13 @@ from typing import Any
 
 from checkers import explanations
 from checkers.base import UNKNOWN as UNKNOWN_VERDICT
+from checkers.calls import Budget, Call, SearchOutcome
 from checkers.counter_bounds import check_counter_bounds
 from checkers.counterexample import Counterexample
 from checkers.fast_steps import cas_register_guard, kv_key_step
 from checkers.models import KV, UNKNOWN, CasRegister, Counter, Model, Register
 from checkers.register_unique import applicable, check_unique_register
-from checkers.search import Budget, Call, SearchOutcome, search, search_slices
+from checkers.search import search, search_slices
 from harness.history import FAIL, OK, Op, pairs
 
 PREFIX_SEARCH_SECONDS = 5.0

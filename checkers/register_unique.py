@@ -22,8 +22,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
 
+from checkers.calls import Call
 from checkers.models import freeze
-from checkers.search import Call
 
 _NEG_INF = float("-inf")
 _POS_INF = float("inf")

@@ -46,13 +46,11 @@ Why it is fast, in Python too:
 from __future__ import annotations
 
 import gc
-import os
-import time
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
+from checkers.calls import Budget, Call, SearchOutcome
 from checkers.fast_steps import (
     ANY,
     CALL,
@@ -68,67 +66,8 @@ from checkers.fast_steps import (
     fast_step,
 )
 from checkers.models import INCONSISTENT, Model, freeze
-from harness.history import Op
 
 _CHECK_EVERY = 4095  # a slice ends every 4096 model steps (a mask)
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-@dataclass(slots=True)
-class Call:
-    """One client operation as the search sees it.
-
-    ``start``/``end`` are positions in the history (real-time order); ``end`` is None
-    for a crashed op. ``result`` is ``UNKNOWN`` for a crashed op.
-    """
-
-    start: int
-    end: int | None
-    f: str
-    arg: Any
-    result: Any
-    invoke: Op
-    completion: Op | None
-
-
-@dataclass(slots=True)
-class Budget:
-    """Where to give up: an absolute ``time.monotonic()`` deadline and a resident-set
-    limit for this process."""
-
-    deadline: float | None
-    memory_limit_mb: int
-
-    def exceeded(self) -> str | None:
-        if self.deadline is not None and time.monotonic() > self.deadline:
-            return "time limit reached"
-        if rss_mb() > self.memory_limit_mb:
-            return f"memory limit of {self.memory_limit_mb} MiB reached"
-        return None
-
-
-def rss_mb() -> float:
-    """Resident set size of this process in MiB (one small read of /proc/self/statm)."""
-    with open("/proc/self/statm", "rb") as f:
-        return int(f.read().split()[1]) * _PAGE / 1048576
-
-
-@dataclass
-class SearchOutcome:
-    valid: bool | str  # True, False or "unknown"
-    steps: int = 0
-    cache_size: int = 0
-    reason: str = ""
-    prefix: list[Call] = field(default_factory=list)
-    """Longest linearizable prefix found, in linearization order."""
-    state: Any = None
-    """Model state after ``prefix``."""
-    blocked: Call | None = None
-    """The ok op with the earliest return not linearized after ``prefix``."""
-    pending: list[Call] = field(default_factory=list)
-    """Ops not linearized after ``prefix`` and concurrent with ``blocked``."""
-
-
 def search(model: Model, calls: list[Call], budget: Budget,
            read_only: list[bool] | None = None) -> SearchOutcome:
     """Decides whether ``calls`` (sorted by start) linearize under ``model``, within

@@ -19,10 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers import linearizable
+from checkers.calls import rss_mb
 from checkers.fast_steps import ANY, CALL, SAME, dead_value_test, fast_guard, fast_step
 from checkers.models import INCONSISTENT, UNKNOWN, freeze, make_model
 from checkers.partitions import KeyModel
-from checkers.search import rss_mb
 from harness.history import Op
 from tests.oracle import linearizable as oracle
 
