@@ -202,9 +202,10 @@ class CounterChecker:
                          "above every attempted increment")
         if any(a["type"] == "divergent-final-reads" for a in result["anomalies"]):
             notes.append("final reads disagree across nodes")
+        parts = [head, *notes] if result["lost"] else [*notes, head]  # the worst first
         if finals and silent:
-            notes.append(f"no final read from {', '.join(silent)}")
-        return "; ".join([head, *notes])
+            parts.append(f"no final read from {', '.join(silent)}")
+        return "; ".join(parts)
 
 
 @dataclass

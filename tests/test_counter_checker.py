@@ -82,7 +82,8 @@ def test_a_stale_read():
     assert a["type"] == "stale-read" and a["count"] == 1
     assert a["reads"] == [{"process": 1, "node": "process 1", "time": 0.04,
                            "value": 1, "lower": 2, "upper": 2}]
-    assert r["summary"].endswith("; 1 stale read")
+    assert r["summary"] == ("1 stale read; all 2 acknowledged increments present — "
+                            "final read 2 on every node")
 
 
 def test_a_read_above_everything_attempted_is_a_duplicate_update():
