@@ -79,6 +79,15 @@ def check(history: str, model: str, fmt: str, initial: str | None,
 
 
 @cli.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+def report(run_dir: str) -> None:
+    """Draw a run's report.html again from its files (e.g. store/latest)."""
+    from harness.report import write_report
+
+    click.echo(write_report(run_dir))
+
+
+@cli.command()
 def cleanup() -> None:
     """Remove what a crashed or killed run left behind (from splitbrain's own records)."""
     from harness.cleanup import cleanup_all

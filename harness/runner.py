@@ -30,6 +30,7 @@ from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.registry import load_system, load_workload
 from harness.remote import Remote
+from harness.report import write_report
 from harness.spec_loader import build_spec
 from harness.store import new_run_dir, write_json
 from harness.summary import print_summary
@@ -177,7 +178,12 @@ def _check_and_report(test: Test, system: Any, workload: Workload,
         result = workload.checker.check(test, history)
     result["run_dir"] = str(test.run_dir)
     write_json(test.run_dir / "results.json", result)
-    print_summary(test, history, result, system.serving_nodes(test))
+    report = None
+    try:
+        report = write_report(test.run_dir)
+    except Exception as e:  # the verdict stands without its report; say why it is missing
+        log.error("could not write report.html: %s", e, exc_info=True)
+    print_summary(test, history, result, system.serving_nodes(test), report)
     return result
 
 

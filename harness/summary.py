@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -17,7 +18,8 @@ _VERDICT = {True: ("[bold green]VALID[/]", "no anomalies found"),
 
 
 def print_summary(test: Test, history: list[Op], result: dict[str, Any],
-                  serving: list[str], console: Console | None = None) -> None:
+                  serving: list[str], report: Path | None = None,
+                  console: Console | None = None) -> None:
     console = console or Console(highlight=False, soft_wrap=True)
     types = Counter(op.type for op in history if op.process != NEMESIS)
     faults = Counter(op.f for op in history if op.process == NEMESIS and op.type == "invoke")
@@ -44,7 +46,8 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
     if result.get("reason"):
         console.print(f"  {result['reason']}")
     verdict, words = _VERDICT.get(result["valid"], _VERDICT["unknown"])
-    console.print(f"{verdict}: {words} — details in {test.run_dir}")
+    where = f"report {report}" if report is not None else f"details in {test.run_dir}"
+    console.print(f"{verdict}: {words} — {where}")
 
 
 def _first_line(text: str) -> str:

@@ -64,8 +64,10 @@ def test_naive_counter_loses_updates_with_no_fault(tmp_path):
     assert r.returncode == 1, r.stdout + r.stderr
     assert {"lost-update", "nonlinearizable"} <= anomaly_types(run_dir)
     assert "lost" in r.stdout
-    for name in ("test.json", "history.jsonl", "results.json", "splitbrain.log"):
+    for name in ("test.json", "history.jsonl", "results.json", "splitbrain.log",
+                 "report.html"):
         assert (run_dir / name).exists(), name
+    assert f"report {run_dir / 'report.html'}" in r.stdout.replace("\n", "")
     assert any((run_dir / "nodes" / "n1").iterdir())
     assert_nothing_left(before)
 
@@ -138,6 +140,7 @@ def test_interrupted_run_tears_everything_down(tmp_path, sig):
     out, err = p.communicate(timeout=60)
     assert p.returncode == 2, out + err
     assert results(run_dir)["valid"] == "unknown"
+    assert "UNKNOWN" in (run_dir / "report.html").read_text()
     assert_nothing_left(before)
 
 

@@ -1,0 +1,163 @@
+"""report.html: the geometry of its pictures, and the page made from a run directory."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from checkers import linearizable
+from checkers.models import Counter
+from harness.history import NEMESIS, HistoryWriter, Op, pairs, read_jsonl
+from harness.report import reproduce_command, write_report
+from harness.report_charts import (
+    COLOURS,
+    counterexample_chart,
+    fault_bands,
+    latency_chart,
+    throughput_chart,
+)
+
+S = 1_000_000_000  # ns per second
+
+
+def _op(t: float, type_: str, f: str, value=None, process=0) -> Op:
+    return Op(type_, f, value, process, time=int(t * S))
+
+
+def _nemesis(t: float, type_: str, f: str, value=None) -> Op:
+    return _op(t, type_, f, value, NEMESIS)
+
+
+def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
+    history = [
+        _nemesis(1, "invoke", "start-partition"),
+        _nemesis(1.1, "info", "start-partition", {"n1": ["n2"], "n2": ["n1"]}),
+        _nemesis(3, "invoke", "kill"),
+        _nemesis(3.2, "info", "kill", ["n3"]),
+        _nemesis(4, "invoke", "stop-partition"),
+        _nemesis(4.1, "info", "stop-partition", "network healed"),
+        _nemesis(6, "invoke", "pause"),
+        _nemesis(6.1, "info", "pause", ["n2"]),
+        _nemesis(7, "invoke", "start"),
+        _nemesis(7.5, "info", "start", ["n3"]),
+    ]
+    bands = fault_bands(history, end=10)
+    assert [(b.start, b.end, b.label) for b in bands] == [
+        (1, 4, "partition"), (3, 7, "kill n3"), (6, 10, "pause n2")]  # never resumed
+    assert bands[0].detail == "n1 drops n2; n2 drops n1"
+
+
+def test_throughput_bars_count_every_completion_once_by_outcome():
+    history = []
+    for i in range(40):
+        history.append(_op(i * 0.05, "invoke", "add", 1, i % 4))
+        history.append(_op(i * 0.05 + 0.01, ["ok", "ok", "fail", "info"][i % 4], "add", 1,
+                           i % 4))
+    chart = throughput_chart(history, [], duration=2.0)
+    counted = {kind: 0 for kind in COLOURS}
+    for r in chart.rects:
+        n, kind = r.title.split()[:2]
+        counted[kind] += int(n)
+    assert counted == {"ok": 20, "fail": 10, "info": 10}
+    assert all(r.y >= 0 and r.y + r.h <= chart.height for r in chart.rects)
+
+
+def test_latency_points_sit_at_their_invocation_in_log_scale():
+    history = [_op(0, "invoke", "read"), _op(0.001, "ok", "read", 0),
+               _op(1, "invoke", "read"), _op(1.1, "info", "read"),
+               _op(2, "invoke", "read")]  # never completed: no latency to draw
+    chart = latency_chart(pairs(history), [], duration=2.0)
+    assert len(chart.points) == 2
+    (x1, y1, c1), (x2, y2, c2) = chart.points
+    assert x1 < x2 and y1 > y2  # the 100 ms op is drawn higher than the 1 ms op
+    assert (c1, c2) == (COLOURS["ok"], COLOURS["info"])
+
+
+def _lost_increment_history() -> list[Op]:
+    """Process 0 adds 1 (ok), then process 1 reads 0: the add was lost."""
+    ops = [_op(0.1, "invoke", "add", 1, 0), _op(0.2, "ok", "add", 1, 0),
+           _op(0.3, "invoke", "read", None, 1), _op(0.4, "ok", "read", 0, 1)]
+    for i, op in enumerate(ops):
+        op.index = i
+    return ops
+
+
+def test_the_counterexample_picture_marks_the_op_that_cannot_be_linearized():
+    result = linearizable.check(Counter(), _lost_increment_history())
+    assert result["valid"] is False
+    chart = counterexample_chart(result["counterexample"])
+    assert chart is not None
+    red = [r for r in chart.rects if r.fill == "#d9534f"]
+    assert len(red) == 1 and "process 1 read 0" in red[0].title
+    assert {t.text for t in chart.texts} >= {"process 0", "process 1"}
+
+
+def test_no_counterexample_picture_without_times():
+    cx = {"op": {"process": 1, "f": "read", "value": 0, "type": "ok", "start": None,
+                 "end": None, "index": 3}, "prefix": [], "concurrent": []}
+    assert counterexample_chart(cx) is None
+
+
+def _run_dir(tmp_path: Path, *, with_results: bool = True) -> Path:
+    run = tmp_path / "store" / "t" / "20260101T000000Z"
+    (run / "nodes" / "n1").mkdir(parents=True)
+    (run / "nodes" / "n1" / "counterd.log").write_text("started\n")
+    test = {"name": "t", "system": "counterd", "workload": "counter",
+            "nemesis": ["partition"], "backend": "local", "nodes": ["n1", "n2", "n3"],
+            "concurrency": 2, "rate": None, "time_limit": 10.0, "seed": 42,
+            "options": {"variant": "<naive>"}}
+    (run / "test.json").write_text(json.dumps(test))
+    writer = HistoryWriter(run / "history.jsonl")
+    for op in _lost_increment_history():
+        writer.append(Op(op.type, op.f, op.value, op.process))
+    writer.close()
+    if with_results:
+        history = read_jsonl(run / "history.jsonl")
+        lin = linearizable.check(Counter(), history)
+        results = {"valid": False, "linearizable": lin, "anomalies": lin["anomalies"]}
+        (run / "results.json").write_text(json.dumps(results))
+    return run
+
+
+def test_the_report_leads_with_the_verdict_and_shows_the_counterexample(tmp_path):
+    run = _run_dir(tmp_path)
+    html = write_report(run).read_text()
+    assert re.search(r'<span class="badge invalid">INVALID</span>\s*t', html)
+    assert "nonlinearizable" in html and "cannot be linearized" in html
+    assert html.count("<svg") == 3  # counterexample, operations, latency
+    assert 'href="nodes/n1/counterd.log"' in html and 'href="history.jsonl"' in html
+    assert "variant=&lt;naive&gt;" in html and "<naive>" not in html  # escaped
+    assert "--seed 42" in html
+
+
+def test_a_run_killed_before_its_verdict_still_gets_a_report(tmp_path):
+    html = write_report(_run_dir(tmp_path, with_results=False)).read_text()
+    assert "UNKNOWN" in html and "did not finish" in html
+
+
+def test_reproduce_command_names_everything_the_run_needs():
+    test = {"system": "counterd", "workload": "counter", "nemesis": [], "backend": "local",
+            "nodes": ["n1", "n2"], "concurrency": 20, "rate": None, "time_limit": 10.0,
+            "seed": 7, "options": {"variant": "naive"}}
+    assert reproduce_command(test) == (
+        "splitbrain run --system counterd --workload counter --backend local "
+        "--concurrency 20 --time-limit 10 --seed 7 --nemesis none --nodes 2 "
+        "-o variant=naive")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
+                           *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_splitbrain_report_draws_again_or_says_why_not(tmp_path):
+    run = _run_dir(tmp_path)
+    r = _cli("report", str(run))
+    assert r.returncode == 0 and r.stdout.strip() == str(run / "report.html"), r.stderr
+    r = _cli("report", str(tmp_path))
+    assert r.returncode == 254
+    assert "no test.json; is this a run directory?" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
