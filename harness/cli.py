@@ -88,6 +88,22 @@ def report(run_dir: str) -> None:
 
 
 @cli.command()
+@click.argument("store", required=False, default="store", type=click.Path(file_okay=False))
+@click.option("--port", type=int, default=8080, show_default=True)
+def serve(store: str, port: int) -> None:
+    """Browse a store's runs and reports (on 127.0.0.1 only)."""
+    from harness.serve import make_server
+
+    server = make_server(store, port)
+    host, bound = server.server_address[:2]
+    click.echo(f"serving {store} on http://{host}:{bound}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
+
+
+@cli.command()
 def cleanup() -> None:
     """Remove what a crashed or killed run left behind (from splitbrain's own records)."""
     from harness.cleanup import cleanup_all

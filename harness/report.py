@@ -30,9 +30,9 @@ from harness.report_charts import (
 MAX_EXAMPLES = 10
 """Examples shown per anomaly; results.json keeps them all."""
 
-_ENV = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates"),
-                          autoescape=True, undefined=jinja2.StrictUndefined,
-                          trim_blocks=True, lstrip_blocks=True)
+TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates"),
+                               autoescape=True, undefined=jinja2.StrictUndefined,
+                               trim_blocks=True, lstrip_blocks=True)
 
 
 def write_report(run_dir: Path | str) -> Path:
@@ -49,8 +49,8 @@ def write_report(run_dir: Path | str) -> Path:
         raise UsageError(f"{run_dir}: no history.jsonl; is this a run directory?") from None
     except HistoryError as e:
         raise UsageError(str(e)) from None
-    html = _ENV.get_template("report.html.j2").render(**report_data(run_dir, test, results,
-                                                                    history))
+    data = report_data(run_dir, test, results, history)
+    html = TEMPLATES.get_template("report.html.j2").render(**data)
     out = run_dir / "report.html"
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
