@@ -28,6 +28,7 @@ from harness.db import LogFiles
 from harness.errors import NotRootError, UsageError
 from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
+from harness.progress import run_progress
 from harness.registry import load_system, load_workload
 from harness.remote import Remote
 from harness.report import write_report
@@ -114,17 +115,25 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
     interp = Interpreter(test, history, lambda node: system.open_client(test, node),
                          serving, spec.concurrency, op_timeout=OP_TIMEOUT)
     try:
-        await interp.run(workload.generator, time_limit=spec.time_limit, seed=spec.seed,
-                         rate=spec.rate, nemesis=package.nemesis, schedule=package.schedule)
-        history.sync()
-        log.info("healing: %s", ", ".join(op.f for op in package.final) or "nothing to heal")
-        for op in package.final:
-            await interp.nemesis_op(package.nemesis, op)
-        if workload.final is not None:
-            await asyncio.sleep(getattr(system, "recovery_time", DEFAULT_RECOVERY_TIME))
-            f, value = workload.final
-            await interp.final_ops([(node, f, value) for node in serving],
-                                   extra={"final": True})
+        with run_progress(history) as progress:
+            progress.phase("clients and faults", spec.time_limit)
+            await interp.run(workload.generator, time_limit=spec.time_limit, seed=spec.seed,
+                             rate=spec.rate, nemesis=package.nemesis,
+                             schedule=package.schedule)
+            history.sync()
+            progress.phase("healing")
+            log.info("healing: %s",
+                     ", ".join(op.f for op in package.final) or "nothing to heal")
+            for op in package.final:
+                await interp.nemesis_op(package.nemesis, op)
+            if workload.final is not None:
+                recovery = getattr(system, "recovery_time", DEFAULT_RECOVERY_TIME)
+                progress.phase("waiting for recovery", recovery)
+                await asyncio.sleep(recovery)
+                progress.phase("final reads")
+                f, value = workload.final
+                await interp.final_ops([(node, f, value) for node in serving],
+                                       extra={"final": True})
         history.sync()
     finally:
         await interp.close()
@@ -175,7 +184,9 @@ def _check_and_report(test: Test, system: Any, workload: Workload,
         result: dict[str, Any] = {"valid": UNKNOWN, "anomalies": [],
                                   "reason": "the run was interrupted before its final reads"}
     else:
-        result = workload.checker.check(test, history)
+        with run_progress() as progress:
+            progress.phase("checking the history")
+            result = workload.checker.check(test, history)
     result["run_dir"] = str(test.run_dir)
     write_json(test.run_dir / "results.json", result)
     report = None
