@@ -26,6 +26,7 @@ from harness.report_charts import (
     latency_chart,
     throughput_chart,
 )
+from harness.summary import checker_line
 
 MAX_EXAMPLES = 10
 """Examples shown per anomaly; results.json keeps them all."""
@@ -79,6 +80,7 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
     checkers = {name: sub for name, sub in results.items()
                 if isinstance(sub, dict) and "valid" in sub}
     return {
+        "checker_line": checker_line,
         "name": test.get("name", run_dir.parent.name),
         "run": run_dir.name,
         "valid": results.get("valid"),

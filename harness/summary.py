@@ -33,10 +33,10 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
                      if faults else "; no faults"))
     for name, sub in result.items():
         if isinstance(sub, dict) and "valid" in sub:
-            line = sub.get("summary") or sub.get("explanation") or sub.get("reason") or ""
+            line = checker_line(sub)
             mark = {True: "[green]ok[/]", False: "[red]INVALID[/]"}.get(sub["valid"],
                                                                          "[yellow]unknown[/]")
-            console.print(f"  {name}: {mark} {_first_line(line)}")
+            console.print(f"  {name}: {mark} {line}")
     for a in result.get("anomalies", []):
         console.print(f"  [red]anomaly[/] {a['type']}: {a.get('count', '?'):,}")
     for name, sub in result.items():
@@ -48,6 +48,25 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
     verdict, words = _VERDICT.get(result["valid"], _VERDICT["unknown"])
     where = f"report {report}" if report is not None else f"details in {test.run_dir}"
     console.print(f"{verdict}: {words} — {where}")
+
+
+def checker_line(result: dict[str, Any]) -> str:
+    """A checker's result in a line: its summary or explanation, or, for a checker that
+    says nothing more when it finds nothing, what it looked at."""
+    text = result.get("summary") or result.get("explanation") or result.get("reason")
+    if text:
+        return _first_line(text)
+    parts = []
+    if isinstance(result.get("ops"), int):
+        parts.append(f"{result['ops']:,} ops")
+    if result.get("model"):
+        parts.append(f"{result['model']} model")
+    if result.get("analyzer"):
+        parts.append(str(result["analyzer"]))
+    elapsed = result.get("stats", {}).get("elapsed_s")
+    if isinstance(elapsed, int | float):
+        parts.append(f"{elapsed:.2f} s")
+    return ", ".join(parts)
 
 
 def _first_line(text: str) -> str:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
-from nemeses.kill import KillNemesis
 from nemeses.partition import PartitionNemesis
+from nemeses.process import KILL, PAUSE, ProcessNemesis
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -42,8 +42,12 @@ FAULTS: dict[str, Fault] = {
                            "start-partition", "stop-partition"),
     "partition-ring": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng, "majorities-ring"),
                             "start-partition", "stop-partition"),
-    "kill": Fault(lambda test, db, rng, nodes: KillNemesis(db, test.spec.system, rng, nodes),
+    "kill": Fault(lambda test, db, rng, nodes: ProcessNemesis(KILL, db, test.spec.system,
+                                                             rng, nodes),
                   "kill", "start"),
+    "pause": Fault(lambda test, db, rng, nodes: ProcessNemesis(PAUSE, db, test.spec.system,
+                                                              rng, nodes),
+                   "pause", "resume"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 

@@ -95,6 +95,18 @@ def test_durable_counter_survives_kills(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
 
 
+def test_pausing_an_atomic_counter_loses_nothing(tmp_path):
+    r, run_dir = run(tmp_path, "-o", "variant=atomic", "--nemesis", "pause",
+                     "--time-limit", "8")
+    assert r.returncode == 0, r.stdout + r.stderr
+    history = read_jsonl(run_dir / "history.jsonl")
+    pauses = [op for op in history if op.process == "nemesis" and op.f == "pause"
+              and op.type == "info"]
+    assert pauses and pauses[0].value == ["n1"]
+    resumes = [op for op in history if op.process == "nemesis" and op.f == "resume"]
+    assert resumes[-1].index > pauses[-1].index  # the final phase resumed it
+
+
 def test_async_replica_partitions_cause_timeouts_and_heal(tmp_path):
     before = machine_state()
     r, run_dir = run(tmp_path, "-o", "variant=async-replica", "--nemesis", "partition",

@@ -1,10 +1,11 @@
-"""Network control, partition and kill nemeses, and their packaging: with real
+"""Network control, partition, kill and pause nemeses, and their packaging: with real
 namespaces, real iptables and real servers (a python http.server per node)."""
 
 from __future__ import annotations
 
 import os
 import random
+import signal
 import socket
 import sys
 import time
@@ -18,16 +19,16 @@ from hypothesis import strategies as st
 from harness import net
 from harness.context import Spec
 from harness.context import Test as RunContext  # not Test*: pytest would collect it
-from harness.daemon import daemon_running, kill_daemon, start_daemon
+from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon
 from harness.db import NoopDB
 from harness.errors import UsageError
 from harness.history import Op
 from harness.remotes.local import LocalRemote
 from nemeses.base import Nemesis, NoopNemesis
-from nemeses.kill import KillNemesis, choose_targets
 from nemeses.package import FAULTS, build_nemesis
 from nemeses.partition import (
     PartitionNemesis, complete_grudge, isolate_one, majorities_ring, random_halves)
+from nemeses.process import KILL, PAUSE, ProcessNemesis, choose_targets
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]
 PORT = 8000
@@ -36,7 +37,8 @@ needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces ne
 
 
 class HttpDB:
-    """A tiny Killable system: python's http.server on every node, run with harness.daemon."""
+    """A tiny Killable and Pausable system: python's http.server on every node, run with
+    harness.daemon."""
 
     def paths(self, test: RunContext, node: str) -> tuple[str, str]:
         wd = test.remote.workdir(node)
@@ -50,6 +52,12 @@ class HttpDB:
 
     def kill(self, test: RunContext, node: str) -> None:
         kill_daemon(test.remote, node, self.paths(test, node)[0])
+
+    def pause(self, test: RunContext, node: str) -> None:
+        signal_daemon(test.remote, node, self.paths(test, node)[0], signal.SIGSTOP)
+
+    def resume(self, test: RunContext, node: str) -> None:
+        signal_daemon(test.remote, node, self.paths(test, node)[0], signal.SIGCONT)
 
     def start(self, test: RunContext, node: str) -> None:
         pidfile, logfile = self.paths(test, node)
@@ -120,6 +128,7 @@ def test_(cluster):
     yield test
     net.heal(test.remote, test.nodes)
     for node in test.nodes:
+        db.resume(test, node)
         db.start(test, node)
 
 
@@ -237,7 +246,7 @@ def test_complete_grudge():
 
 @needs_root
 def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
-    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3), NODES)
+    nemesis = ProcessNemesis(KILL, HttpDB(), "httpd", random.Random(3), NODES)
     done = nemesis.invoke(test_, Op("invoke", "kill", ["n2", "n4"], "nemesis"))
     assert (done.type, done.value) == ("info", ["n2", "n4"])
     assert reach(test_, "n1", "n2") == "ConnectionRefusedError"
@@ -254,16 +263,49 @@ def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
 
 @needs_root
 def test_kill_nemesis_teardown_restarts_everything(test_):
-    nemesis = KillNemesis(HttpDB(), "httpd", random.Random(3), NODES)
+    nemesis = ProcessNemesis(KILL, HttpDB(), "httpd", random.Random(3), NODES)
     nemesis.invoke(test_, Op("invoke", "kill", NODES, "nemesis"))
     assert not any(tcp_open(test_.remote.address(n), PORT, 0.2) for n in NODES)
     nemesis.teardown(test_)
     assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
 
 
+def _answers(address: str, timeout: float = 0.5) -> bool:
+    """Whether the http.server answers a request (a paused one accepts the connection,
+    since the kernel completes the handshake, but never replies)."""
+    try:
+        with socket.create_connection((address, PORT), timeout=timeout) as s:
+            s.sendall(b"HEAD / HTTP/1.0\r\n\r\n")
+            return s.recv(16).startswith(b"HTTP/")
+    except OSError:
+        return False
+
+
+@needs_root
+def test_pause_nemesis_stops_real_processes_and_resume_lets_them_go_on(test_):
+    db = HttpDB()
+    nemesis = ProcessNemesis(PAUSE, db, "httpd", random.Random(3), NODES)
+    assert nemesis.fs == {"pause", "resume"}
+    pid_before = Path(db.paths(test_, "n2")[0]).read_text()
+    done = nemesis.invoke(test_, Op("invoke", "pause", ["n2"], "nemesis"))
+    assert (done.type, done.value) == ("info", ["n2"])
+    assert not _answers(test_.remote.address("n2"))
+    assert _answers(test_.remote.address("n3"))
+    nemesis.invoke(test_, Op("invoke", "pause", ["n4"], "nemesis"))
+    nemesis.teardown(test_)  # heals every node, as a run's teardown does
+    assert _answers(test_.remote.address("n2"), timeout=5)
+    assert _answers(test_.remote.address("n4"), timeout=5)
+    assert Path(db.paths(test_, "n2")[0]).read_text() == pid_before  # the same process
+
+
+def test_a_system_without_pause_is_a_usage_error():
+    with pytest.raises(UsageError, match="system noop cannot be paused: it has no pause"):
+        ProcessNemesis(PAUSE, NoopDB(), "noop", random.Random(0), NODES)
+
+
 def test_a_system_without_kill_is_a_usage_error():
     with pytest.raises(UsageError, match="system noop cannot be killed: it has no kill/start"):
-        KillNemesis(NoopDB(), "noop", random.Random(0), NODES)
+        ProcessNemesis(KILL, NoopDB(), "noop", random.Random(0), NODES)
 
 
 @given(st.integers(1, 9), st.integers(0, 2**32))
@@ -350,7 +392,7 @@ class SlowToKillDB(HttpDB):
 def test_teardown_waits_for_a_kill_in_flight(test_):
     import threading
 
-    nemesis = KillNemesis(SlowToKillDB(), "httpd", random.Random(0), NODES)
+    nemesis = ProcessNemesis(KILL, SlowToKillDB(), "httpd", random.Random(0), NODES)
     in_flight = threading.Thread(
         target=nemesis.invoke, args=(test_, Op("invoke", "kill", ["n3"], "nemesis")))
     in_flight.start()
