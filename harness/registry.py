@@ -15,6 +15,7 @@ from harness.errors import UsageError
 SYSTEMS = {
     "counterd": "harness.systems.counterd:make_system",
     "redis": "harness.systems.redis_counter:make_system",
+    "etcd": "harness.systems.etcd_counter:make_system",
 }
 WORKLOADS = {
     "counter": "workloads.counter:make_workload",

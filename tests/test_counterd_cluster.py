@@ -26,7 +26,7 @@ from harness.net import drop, heal
 from harness.remotes.local import LocalRemote
 from harness.system import System
 from harness.systems.counterd import make_system
-from harness.systems.counterd.adapter import CounterdStartError, NodePaths
+from harness.systems.daemon_db import ServerStartError
 
 pytestmark = [
     pytest.mark.root,
@@ -115,7 +115,7 @@ def test_async_replica_on_three_namespaces(remote, tmp_path):
     assert system.serving_nodes(test) == NODES
     assert db.primaries(test) == ["n1"]
     on_every_node(NODES, lambda n: db.setup(test, n))
-    pids = {n: Path(NodePaths.on(test, n).pidfile).read_text().strip() for n in NODES}
+    pids = {n: Path(db.paths(test, n).pidfile).read_text().strip() for n in NODES}
     try:
         for node in NODES:  # clients on every node, adds forwarded to the primary
             assert call(system, test, node, "add", 2).type == OK
@@ -138,7 +138,7 @@ def test_async_replica_on_three_namespaces(remote, tmp_path):
         db.start(test, "n1")  # durable: replays its log
         assert call(system, test, "n1", "read").value == 8
         db.start(test, "n1")  # a no-op while it runs
-        pids["n1"] = Path(NodePaths.on(test, "n1").pidfile).read_text().strip()
+        pids["n1"] = Path(db.paths(test, "n1").pidfile).read_text().strip()
 
         db.pause(test, "n3")
         op = call(system, test, "n3", "add", 1)
@@ -149,14 +149,14 @@ def test_async_replica_on_three_namespaces(remote, tmp_path):
         db.kill(test, "n2")  # a replica forgets its copy, and catches up on start
         db.start(test, "n2")
         wait_for_reads(system, test, 9)
-        pids["n2"] = Path(NodePaths.on(test, "n2").pidfile).read_text().strip()
+        pids["n2"] = Path(db.paths(test, "n2").pidfile).read_text().strip()
 
         logs = db.log_files(test, "n2")
         assert logs and "variant=async-replica role=replica" in Path(logs[0]).read_text()
     finally:
         on_every_node(NODES, lambda n: db.teardown(test, n))
     for node in NODES:
-        paths = NodePaths.on(test, node)
+        paths = db.paths(test, node)
         assert not daemon_running(remote, node, paths.pidfile)
         assert not alive(pids[node])
         assert not Path(paths.data_dir).exists()
@@ -169,7 +169,7 @@ def test_single_node_variant_serves_from_n1_only(remote, tmp_path):
     assert system.serving_nodes(test) == ["n1"]
     on_every_node(NODES, lambda n: db.setup(test, n))
     try:
-        assert not Path(NodePaths.on(test, "n2").pidfile).exists()
+        assert not Path(db.paths(test, "n2").pidfile).exists()
         assert db.log_files(test, "n2") == []
         for _ in range(5):
             assert call(system, test, "n1", "add", 1).type == OK
@@ -181,7 +181,7 @@ def test_single_node_variant_serves_from_n1_only(remote, tmp_path):
         assert call(system, test, "n1", "read").value == 5
     finally:
         on_every_node(NODES, lambda n: db.teardown(test, n))
-    assert not Path(NodePaths.on(test, "n1").data_dir).exists()
+    assert not Path(db.paths(test, "n1").data_dir).exists()
 
 
 def test_setup_names_the_node_and_shows_the_log_when_counterd_cannot_start(remote, tmp_path):
@@ -201,7 +201,7 @@ def test_setup_names_the_node_and_shows_the_log_when_counterd_cannot_start(remot
             assert time.monotonic() < deadline, squatter_log.read_text()
             time.sleep(0.02)
         expected = r"(?s)counterd on n1 .*exited.*cannot listen.*in use"
-        with pytest.raises(CounterdStartError, match=expected):
+        with pytest.raises(ServerStartError, match=expected):
             db.setup(test, "n1")
     finally:
         stop_daemon(remote, "n1", squatter)

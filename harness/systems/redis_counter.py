@@ -22,26 +22,22 @@ command was sent is ``info``. The connection never retries a command on its own.
 from __future__ import annotations
 
 import asyncio
-import math
-import posixpath
 import shutil
-import signal
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio.connection
 
-from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
 from harness.errors import UsageError
 from harness.history import Op
+from harness.systems.daemon_db import DaemonDB, ServerPaths
+from harness.systems.options import choices, number
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 KEY = "likes"
-STARTUP_TIMEOUT = 10.0
 CHOICES = {"client": ("incr", "get-set"), "persistence": ("none", "everysec", "always"),
            "replicas": ("none", "async")}
 
@@ -61,16 +57,10 @@ class RedisOptions:
     def parse(cls, options: dict[str, str]) -> RedisOptions:
         """Validates the options; other keys are left to the parts that own them."""
         given = {key.replace("-", "_"): value for key, value in options.items()}
-        values: dict[str, Any] = {}
-        for name, choices in CHOICES.items():
-            if name in given:
-                if given[name] not in choices:
-                    raise UsageError(f"redis option {name} must be one of "
-                                     f"{', '.join(choices)}, got {given[name]!r}")
-                values[name] = given[name]
+        values: dict[str, Any] = choices("redis", given, CHOICES)
         for name, kind in (("port", int), ("timeout", float), ("window", float)):
             if name in given:
-                values[name] = _number(name, given[name], kind)
+                values[name] = number("redis", name, given[name], kind)
         parsed = cls(**values)
         if not 1 <= parsed.port <= 65535:
             raise UsageError(f"redis option port must be in 1..65535, got {parsed.port}")
@@ -79,33 +69,10 @@ class RedisOptions:
         return parsed
 
 
-def _number(name: str, text: str, kind: type) -> Any:
-    try:
-        value = kind(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
-    raise UsageError(f"redis option {name} must be {'an integer' if kind is int else 'a number'}"
-                     f", got {text!r}")
+class RedisDB(DaemonDB):
+    """redis-server on n1, or on every node with ``replicas=async``; Primaries too."""
 
-
-@dataclass(frozen=True)
-class _Paths:
-    pidfile: str
-    logfile: str
-    data_dir: str
-
-    @classmethod
-    def on(cls, test: Test, node: str) -> _Paths:
-        workdir = test.remote.workdir(node)
-        return cls(posixpath.join(workdir, "redis.pid"), posixpath.join(workdir, "redis.log"),
-                   posixpath.join(workdir, "redis-data"))
-
-
-class RedisDB:
-    """Installs redis-server; Killable, Pausable, Primaries and LogFiles. Every method is
-    a no-op on nodes the design does not use, so nemeses may target any node."""
+    server = "redis"
 
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
@@ -113,50 +80,10 @@ class RedisDB:
     def nodes(self, test: Test) -> list[str]:
         return list(test.nodes) if self.options.replicas == "async" else test.nodes[:1]
 
-    def setup(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = _Paths.on(test, node)
-        test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # a fresh count of 0
-        test.remote.run(node, ["mkdir", "-p", paths.data_dir])
-        self.start(test, node)
-
-    def teardown(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = _Paths.on(test, node)
-        stop_daemon(test.remote, node, paths.pidfile)
-        test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])
-
-    def start(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = _Paths.on(test, node)
-        if daemon_running(test.remote, node, paths.pidfile):
-            return
-        start_daemon(test.remote, node, self._argv(test, node, paths), pidfile=paths.pidfile,
-                     logfile=paths.logfile, cwd=paths.data_dir)
-        self._await_ping(test, node, paths)
-
-    def kill(self, test: Test, node: str) -> None:
-        if node in self.nodes(test):
-            kill_daemon(test.remote, node, _Paths.on(test, node).pidfile)
-
-    def pause(self, test: Test, node: str) -> None:
-        if node in self.nodes(test):
-            signal_daemon(test.remote, node, _Paths.on(test, node).pidfile, signal.SIGSTOP)
-
-    def resume(self, test: Test, node: str) -> None:
-        if node in self.nodes(test):
-            signal_daemon(test.remote, node, _Paths.on(test, node).pidfile, signal.SIGCONT)
-
     def primaries(self, test: Test) -> list[str]:
         return test.nodes[:1]
 
-    def log_files(self, test: Test, node: str) -> list[str]:
-        return [_Paths.on(test, node).logfile] if node in self.nodes(test) else []
-
-    def _argv(self, test: Test, node: str, paths: _Paths) -> list[str]:
+    def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
         argv = ["redis-server", "--bind", test.remote.address(node), "--port", str(o.port),
                 "--dir", paths.data_dir, "--save", "", "--protected-mode", "no",
@@ -168,26 +95,13 @@ class RedisDB:
             argv += ["--replicaof", test.remote.address(primary), str(o.port)]
         return argv
 
-    def _await_ping(self, test: Test, node: str, paths: _Paths) -> None:
-        address = test.remote.address(node)
-        client = redis.Redis(address, self.options.port, socket_timeout=0.5,
-                             socket_connect_timeout=0.5)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
+    def ready(self, test: Test, node: str) -> bool:
+        client = redis.Redis(test.remote.address(node), self.options.port,
+                             socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
-            while True:
-                try:
-                    if client.ping():
-                        return
-                except redis.RedisError:
-                    pass
-                exited = not daemon_running(test.remote, node, paths.pidfile)
-                if exited or time.monotonic() > deadline:
-                    tail = test.remote.run(node, ["tail", "-n", "15", paths.logfile],
-                                           check=False).stdout.strip()
-                    raise RuntimeError(f"redis-server on {node} ({address}) "
-                                       f"{'exited' if exited else 'did not answer'}; last "
-                                       f"lines of {paths.logfile}:\n{tail or '(empty)'}")
-                time.sleep(0.05)
+            return bool(client.ping())
+        except redis.RedisError:
+            return False
         finally:
             client.close()
 

@@ -9,29 +9,22 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import posixpath
-import signal
 import sys
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
 from harness.errors import UsageError
 from harness.systems.counterd.client import CounterdClient
 from harness.systems.counterd.server import VARIANTS
+from harness.systems.daemon_db import DaemonDB, ServerPaths
+from harness.systems.options import number
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 SERVER_SOURCE = Path(__file__).with_name("server.py")
-STARTUP_TIMEOUT = 10.0
-
-
-class CounterdStartError(RuntimeError):
-    """counterd did not come up on a node; the message carries the log's last lines."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +50,8 @@ class CounterdOptions:
         for f in fields(cls):
             if f.name == "variant" or f.name not in given:
                 continue
-            values[f.name] = _number(f.name, given[f.name], int if f.name == "port" else float)
+            values[f.name] = number("counterd", f.name, given[f.name],
+                                    int if f.name == "port" else float)
         if "forward_timeout" not in values and "timeout" in values:
             # A forwarded add must outlive the client's request, so that a partition
             # between replica and primary shows as a client timeout.
@@ -73,42 +67,12 @@ class CounterdOptions:
         return parsed
 
 
-def _number(name: str, text: str, kind: type) -> int | float:
-    try:
-        value = kind(text)
-        if math.isfinite(value):
-            return value
-    except ValueError:
-        pass
-    what = "an integer" if kind is int else "a number of seconds"
-    raise UsageError(f"counterd option {name.replace('_', '-')} must be {what}, "
-                     f"got {text!r}")
+class CounterdDB(DaemonDB):
+    """Ships ``server.py`` to the nodes and runs it; Killable, Pausable, Primaries and
+    LogFiles. Single-node variants run on n1 only; ``async-replica`` on every node."""
 
-
-@dataclass(frozen=True)
-class NodePaths:
-    script: str
-    pidfile: str
-    logfile: str
-    data_dir: str
-
-    @classmethod
-    def on(cls, test: Test, node: str) -> NodePaths:
-        workdir = test.remote.workdir(node)
-        return cls(
-            script=posixpath.join(workdir, "counterd.py"),
-            pidfile=posixpath.join(workdir, "counterd.pid"),
-            logfile=posixpath.join(workdir, "counterd.log"),
-            data_dir=posixpath.join(workdir, "counterd-data"),
-        )
-
-
-class CounterdDB:
-    """Installs counterd; Killable, Pausable, Primaries and LogFiles.
-
-    Every method is a no-op on nodes the variant does not run on, so nemeses may target
-    any node of the test.
-    """
+    server = "counterd"
+    startup_timeout = 10.0
 
     def __init__(self, options: CounterdOptions) -> None:
         self.options = options
@@ -117,51 +81,19 @@ class CounterdDB:
         return list(test.nodes) if self.options.variant == "async-replica" else test.nodes[:1]
 
     def setup(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = NodePaths.on(test, node)
-        remote = test.remote
-        remote.run(node, ["mkdir", "-p", posixpath.dirname(paths.script)])
-        remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # a fresh counter at 0
-        remote.upload(node, str(SERVER_SOURCE), paths.script)
-        self._start(test, node, paths)
-
-    def teardown(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = NodePaths.on(test, node)
-        stop_daemon(test.remote, node, paths.pidfile)
-        test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])
-
-    def kill(self, test: Test, node: str) -> None:
         if node in self.nodes(test):
-            kill_daemon(test.remote, node, NodePaths.on(test, node).pidfile)
-
-    def start(self, test: Test, node: str) -> None:
-        if node not in self.nodes(test):
-            return
-        paths = NodePaths.on(test, node)
-        if not daemon_running(test.remote, node, paths.pidfile):
-            self._start(test, node, paths)
-
-    def pause(self, test: Test, node: str) -> None:
-        if node in self.nodes(test):
-            signal_daemon(test.remote, node, NodePaths.on(test, node).pidfile, signal.SIGSTOP)
-
-    def resume(self, test: Test, node: str) -> None:
-        if node in self.nodes(test):
-            signal_daemon(test.remote, node, NodePaths.on(test, node).pidfile, signal.SIGCONT)
+            script = self._script(test, node)
+            test.remote.run(node, ["mkdir", "-p", posixpath.dirname(script)])
+            test.remote.upload(node, str(SERVER_SOURCE), script)
+        super().setup(test, node)
 
     def primaries(self, test: Test) -> list[str]:
         return test.nodes[:1]
 
-    def log_files(self, test: Test, node: str) -> list[str]:
-        return [NodePaths.on(test, node).logfile] if node in self.nodes(test) else []
-
-    def _argv(self, test: Test, node: str, paths: NodePaths) -> list[str]:
+    def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
         argv = [
-            self._python(test, node), paths.script, "--variant", o.variant,
+            self._python(test, node), self._script(test, node), "--variant", o.variant,
             "--port", str(o.port), "--data-dir", paths.data_dir, "--node", node,
             "--window", repr(o.window), "--forward-timeout", repr(o.forward_timeout),
             "--sync-interval", repr(o.sync_interval),
@@ -171,33 +103,17 @@ class CounterdDB:
             argv += ["--primary", f"{test.remote.address(primary)}:{o.port}"]
         return argv
 
+    def ready(self, test: Test, node: str) -> bool:
+        """``/health`` answers from the controller, as clients will reach the node."""
+        return health(test.remote.address(node), self.options.port, timeout=0.5) is not None
+
+    def _script(self, test: Test, node: str) -> str:
+        return posixpath.join(test.remote.workdir(node), "counterd.py")
+
     def _python(self, test: Test, node: str) -> str:
         """The controller's own interpreter where the node has it (local), else python3."""
         found = test.remote.run(node, ["test", "-x", sys.executable], check=False)
         return sys.executable if found.returncode == 0 else "python3"
-
-    def _start(self, test: Test, node: str, paths: NodePaths) -> None:
-        start_daemon(test.remote, node, self._argv(test, node, paths),
-                     pidfile=paths.pidfile, logfile=paths.logfile,
-                     cwd=posixpath.dirname(paths.script))
-        self._await_health(test, node, paths)
-
-    def _await_health(self, test: Test, node: str, paths: NodePaths) -> None:
-        """Polls ``/health`` from the controller, as clients will reach the node."""
-        address = test.remote.address(node)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if health(address, self.options.port, timeout=0.5) is not None:
-                return
-            exited = not daemon_running(test.remote, node, paths.pidfile)
-            if exited or time.monotonic() > deadline:
-                tail = test.remote.run(node, ["tail", "-n", "15", paths.logfile],
-                                       check=False).stdout.strip()
-                why = "exited" if exited else f"did not answer within {STARTUP_TIMEOUT:g} s"
-                raise CounterdStartError(
-                    f"counterd on {node} ({address}:{self.options.port}) {why}; "
-                    f"last lines of {paths.logfile}:\n{tail or '(empty)'}")
-            time.sleep(0.05)
 
 
 def health(address: str, port: int, *, timeout: float) -> dict | None:

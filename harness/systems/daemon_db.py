@@ -1,0 +1,109 @@
+"""A DB that is one server process per node: the common case for real systems.
+
+The subclass says which nodes run the server, its command line and how to tell it is
+ready; this class does the rest the same way for every such system: a fresh data
+directory per run, a daemon with a pid file and a log file in the node's workdir, and
+the capabilities nemeses use (Killable, Pausable, LogFiles). Every method is a no-op on
+nodes the system does not run on, so a nemesis may aim at any node of the test.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import signal
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
+
+if TYPE_CHECKING:
+    from harness.context import Test
+
+
+class ServerStartError(RuntimeError):
+    """A server did not come up on a node; the message carries its log's last lines."""
+
+
+@dataclass(frozen=True)
+class ServerPaths:
+    pidfile: str
+    logfile: str
+    data_dir: str
+
+
+class DaemonDB:
+    """Subclasses set ``server`` (a short name for files) and implement ``argv`` and
+    ``ready``; they may override ``nodes`` (default: every node) and ``startup_timeout``."""
+
+    server = "server"
+    startup_timeout = 15.0
+
+    def nodes(self, test: Test) -> list[str]:
+        return list(test.nodes)
+
+    def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
+        raise NotImplementedError
+
+    def ready(self, test: Test, node: str) -> bool:
+        """Whether the server on ``node`` answers as clients will need it to."""
+        raise NotImplementedError
+
+    def paths(self, test: Test, node: str) -> ServerPaths:
+        workdir = test.remote.workdir(node)
+        return ServerPaths(posixpath.join(workdir, f"{self.server}.pid"),
+                           posixpath.join(workdir, f"{self.server}.log"),
+                           posixpath.join(workdir, f"{self.server}-data"))
+
+    def setup(self, test: Test, node: str) -> None:
+        if node not in self.nodes(test):
+            return
+        data_dir = self.paths(test, node).data_dir
+        test.remote.run(node, ["rm", "-rf", "--", data_dir])  # every run starts empty
+        test.remote.run(node, ["mkdir", "-p", data_dir])
+        self.start(test, node)
+
+    def teardown(self, test: Test, node: str) -> None:
+        if node not in self.nodes(test):
+            return
+        paths = self.paths(test, node)
+        stop_daemon(test.remote, node, paths.pidfile)
+        test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])
+
+    def start(self, test: Test, node: str) -> None:
+        if node not in self.nodes(test):
+            return
+        paths = self.paths(test, node)
+        if daemon_running(test.remote, node, paths.pidfile):
+            return
+        start_daemon(test.remote, node, self.argv(test, node, paths), pidfile=paths.pidfile,
+                     logfile=paths.logfile, cwd=paths.data_dir)
+        self._await(test, node, paths, lambda: self.ready(test, node))
+
+    def kill(self, test: Test, node: str) -> None:
+        if node in self.nodes(test):
+            kill_daemon(test.remote, node, self.paths(test, node).pidfile)
+
+    def pause(self, test: Test, node: str) -> None:
+        if node in self.nodes(test):
+            signal_daemon(test.remote, node, self.paths(test, node).pidfile, signal.SIGSTOP)
+
+    def resume(self, test: Test, node: str) -> None:
+        if node in self.nodes(test):
+            signal_daemon(test.remote, node, self.paths(test, node).pidfile, signal.SIGCONT)
+
+    def log_files(self, test: Test, node: str) -> list[str]:
+        return [self.paths(test, node).logfile] if node in self.nodes(test) else []
+
+    def _await(self, test: Test, node: str, paths: ServerPaths,
+               ready: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while not ready():
+            exited = not daemon_running(test.remote, node, paths.pidfile)
+            if exited or time.monotonic() > deadline:
+                tail = test.remote.run(node, ["tail", "-n", "15", paths.logfile],
+                                       check=False).stdout.strip()
+                why = "exited" if exited else f"was not ready within {self.startup_timeout:g} s"
+                raise ServerStartError(f"{self.server} on {node} {why}; last lines of "
+                                       f"{paths.logfile}:\n{tail or '(empty)'}")
+            time.sleep(0.05)
