@@ -16,6 +16,7 @@ SYSTEMS = {
     "counterd": "harness.systems.counterd:make_system",
     "redis": "harness.systems.redis_counter:make_system",
     "etcd": "harness.systems.etcd_counter:make_system",
+    "postgres": "harness.systems.postgres_counter:make_system",
 }
 WORKLOADS = {
     "counter": "workloads.counter:make_workload",

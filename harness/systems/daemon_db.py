@@ -55,13 +55,22 @@ class DaemonDB:
                            posixpath.join(workdir, f"{self.server}.log"),
                            posixpath.join(workdir, f"{self.server}-data"))
 
+    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
+        """Runs once per node between making the empty data directory and the first
+        start (e.g. to initialize a database there)."""
+
+    def initialize(self, test: Test, node: str) -> None:
+        """Runs once per node after the first start (e.g. to create a table)."""
+
     def setup(self, test: Test, node: str) -> None:
         if node not in self.nodes(test):
             return
-        data_dir = self.paths(test, node).data_dir
-        test.remote.run(node, ["rm", "-rf", "--", data_dir])  # every run starts empty
-        test.remote.run(node, ["mkdir", "-p", data_dir])
+        paths = self.paths(test, node)
+        test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # every run starts empty
+        test.remote.run(node, ["mkdir", "-p", paths.data_dir])
+        self.prepare(test, node, paths)
         self.start(test, node)
+        self.initialize(test, node)
 
     def teardown(self, test: Test, node: str) -> None:
         if node not in self.nodes(test):
