@@ -1,8 +1,11 @@
 """Network faults over any ``Remote``: nodes silently dropping packets from other nodes.
 
-Node X drops what arrives from the nodes in ``grudge[X]`` with iptables rules on its own
-INPUT, inside a chain that belongs to splitbrain alone, so ``heal`` removes exactly what
-``drop`` added and nothing the system or the host put there. Rules match source
+Node X drops what arrives from the nodes in ``grudge[X]`` (all of it, or a random share
+of the packets: loss) with iptables rules on its own INPUT, inside a chain that belongs
+to splitbrain alone, so ``heal`` removes exactly what ``drop`` added and nothing the
+system or the host put there. Partitions and loss use chains of their own, so healing
+one leaves the other in place. The kernel's ``statistic`` match draws the lost packets:
+it needs no netem, which not every kernel has. Rules match source
 addresses of nodes only; the controller's address is never dropped, so the controller
 keeps reaching every node during a partition (as in Jepsen).
 
@@ -19,20 +22,24 @@ from typing import Callable, Iterable, Mapping, Sequence
 from harness.remote import Remote, RemoteError
 
 CHAIN = "SPLITBRAIN-DROP"
+LOSS_CHAIN = "SPLITBRAIN-LOSS"
 
-# Creates the chain and the jump to it if missing; both idempotent.
-_ENSURE_CHAIN = (
-    f"iptables -w -N {CHAIN} 2>/dev/null\n"
-    f"iptables -w -C INPUT -j {CHAIN} 2>/dev/null || iptables -w -I INPUT 1 -j {CHAIN} || exit 1\n"
-)
 
-# Removes the jump (every copy) and the chain; succeeds when they are already gone.
-_REMOVE_CHAIN = (
-    f"while iptables -w -C INPUT -j {CHAIN} 2>/dev/null; do iptables -w -D INPUT -j {CHAIN} || exit 1; done\n"
-    f"if iptables -w -n -L {CHAIN} >/dev/null 2>&1; then\n"
-    f"  iptables -w -F {CHAIN} && iptables -w -X {CHAIN} || exit 1\n"
-    "fi\n"
-)
+def _ensure_chain(chain: str) -> str:
+    """Shell that creates the chain and the jump to it if missing; both idempotent."""
+    return (f"iptables -w -N {chain} 2>/dev/null\n"
+            f"iptables -w -C INPUT -j {chain} 2>/dev/null "
+            f"|| iptables -w -I INPUT 1 -j {chain} || exit 1\n")
+
+
+def _remove_chain(chain: str) -> str:
+    """Shell that removes the jump (every copy) and the chain; succeeds when they are
+    already gone."""
+    return (f"while iptables -w -C INPUT -j {chain} 2>/dev/null; "
+            f"do iptables -w -D INPUT -j {chain} || exit 1; done\n"
+            f"if iptables -w -n -L {chain} >/dev/null 2>&1; then\n"
+            f"  iptables -w -F {chain} && iptables -w -X {chain} || exit 1\n"
+            "fi\n")
 
 
 def _on_each(nodes: Iterable[str], action: Callable[[str], None]) -> None:
@@ -53,12 +60,19 @@ def _sh(remote: Remote, node: str, script: str) -> None:
         raise RemoteError(f"{node}: iptables failed: {result.stderr.strip() or result.returncode}")
 
 
-def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequence[str]]) -> None:
-    """Makes each node X drop every packet from the nodes in ``grudge[X]``.
+def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequence[str]],
+         probability: float | None = None) -> None:
+    """Makes each node X drop every packet from the nodes in ``grudge[X]``, or, with a
+    ``probability``, each packet with that probability (in the loss chain).
 
     Adds to whatever is already dropped; ``heal`` undoes it all. Names in the grudge
     must be nodes of the test (a typo would otherwise be a partition that never happens).
     """
+    if probability is not None and not 0 < probability <= 1:
+        raise ValueError(f"a loss probability must be in (0, 1], got {probability}")
+    chain = CHAIN if probability is None else LOSS_CHAIN
+    match = "" if probability is None else \
+        f"-m statistic --mode random --probability {probability:.6f} "
     known = set(test_nodes)
     unknown = sorted({n for x, ys in grudge.items() for n in (x, *ys)} - known)
     if unknown:
@@ -66,17 +80,19 @@ def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequenc
 
     def block(node: str) -> None:
         rules = "".join(
-            f"iptables -w -A {CHAIN} -s {remote.address(other)} -j DROP || exit 1\n"
+            f"iptables -w -A {chain} -s {remote.address(other)} {match}-j DROP || exit 1\n"
             for other in grudge[node]
         )
-        _sh(remote, node, _ENSURE_CHAIN + rules)
+        _sh(remote, node, _ensure_chain(chain) + rules)
 
     _on_each((node for node in grudge if grudge[node]), block)
 
 
-def heal(remote: Remote, nodes: Sequence[str]) -> None:
-    """Removes every rule ``drop`` added on ``nodes``. Idempotent."""
-    _on_each(nodes, lambda node: _sh(remote, node, _REMOVE_CHAIN))
+def heal(remote: Remote, nodes: Sequence[str], *, loss: bool = False) -> None:
+    """Removes every rule ``drop`` added on ``nodes``: the partitions' rules, or with
+    ``loss`` the loss rules. Idempotent."""
+    chain = LOSS_CHAIN if loss else CHAIN
+    _on_each(nodes, lambda node: _sh(remote, node, _remove_chain(chain)))
 
 
 def dropped(remote: Remote, node: str) -> list[str]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.loss import LossNemesis
 from nemeses.partition import PartitionNemesis
 from nemeses.process import KILL, PAUSE, ProcessNemesis
 
@@ -48,6 +49,7 @@ FAULTS: dict[str, Fault] = {
     "pause": Fault(lambda test, db, rng, nodes: ProcessNemesis(PAUSE, db, test.spec.system,
                                                               rng, nodes),
                    "pause", "resume"),
+    "loss": Fault(lambda test, db, rng, nodes: LossNemesis(), "start-loss", "stop-loss"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 

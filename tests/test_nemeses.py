@@ -1,5 +1,5 @@
-"""Network control, partition, kill and pause nemeses, and their packaging: with real
-namespaces, real iptables and real servers (a python http.server per node)."""
+"""Network control, partition, loss, kill and pause nemeses, and their packaging: with
+real namespaces, real iptables and real servers (a python http.server per node)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import random
 import signal
 import socket
+import subprocess
 import sys
 import time
 from itertools import islice
@@ -19,12 +20,19 @@ from hypothesis import strategies as st
 from harness import net
 from harness.context import Spec
 from harness.context import Test as RunContext  # not Test*: pytest would collect it
-from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon
+from harness.daemon import (
+    daemon_running,
+    kill_daemon,
+    signal_daemon,
+    start_daemon,
+    stop_daemon,
+)
 from harness.db import NoopDB
 from harness.errors import UsageError
 from harness.history import Op
 from harness.remotes.local import LocalRemote
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.loss import LossNemesis
 from nemeses.package import FAULTS, build_nemesis
 from nemeses.partition import (
     PartitionNemesis, complete_grudge, isolate_one, majorities_ring, random_halves)
@@ -240,6 +248,82 @@ def test_majorities_ring_gives_every_node_a_different_majority(n, seed):
 
 def test_complete_grudge():
     assert complete_grudge([["a"], ["b", "c"]]) == {"a": ["b", "c"], "b": ["a"], "c": ["a"]}
+
+
+# -- loss nemesis --------------------------------------------------------------------
+
+ECHO_PORT = 9000
+ECHO_SERVER = ("import socket, sys\n"
+               "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "s.bind((sys.argv[1], int(sys.argv[2])))\n"
+               "while True:\n"
+               "    data, peer = s.recvfrom(64)\n"
+               "    s.sendto(data, peer)\n")
+ECHO_CLIENT = ("import socket, sys\n"
+               "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+               "s.settimeout(0.05)\n"
+               "ok = 0\n"
+               "for i in range(int(sys.argv[3])):\n"
+               "    s.sendto(str(i).encode(), (sys.argv[1], int(sys.argv[2])))\n"
+               "    try:\n"
+               "        while s.recv(64) != str(i).encode():\n"
+               "            pass\n"
+               "        ok += 1\n"
+               "    except OSError:\n"
+               "        pass\n"
+               "print(ok)\n")
+
+
+@pytest.fixture
+def echo(test_):
+    """A UDP echo server on n2: round trips show loss with no TCP retransmission or
+    listen backlog in the way."""
+    pidfile = f"{test_.remote.workdir('n2')}/echo.pid"
+    start_daemon(test_.remote, "n2", [sys.executable, "-c", ECHO_SERVER,
+                                      test_.remote.address("n2"), str(ECHO_PORT)],
+                 pidfile=pidfile, logfile=f"{test_.remote.workdir('n2')}/echo.log")
+    try:
+        deadline = time.monotonic() + 5
+        while round_trips(test_, None, 5) == 0:
+            assert time.monotonic() < deadline, "the echo server did not start"
+        yield
+    finally:
+        stop_daemon(test_.remote, "n2", pidfile)
+
+
+def round_trips(test: RunContext, src: str | None, n: int = 200) -> int:
+    """How many of ``n`` UDP round trips from ``src`` (None: the controller) to the echo
+    server on n2 come back."""
+    argv = [sys.executable, "-c", ECHO_CLIENT, test.remote.address("n2"), str(ECHO_PORT),
+            str(n)]
+    if src is None:
+        return int(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    return int(test.remote.run(src, argv).stdout)
+
+
+@needs_root
+def test_loss_drops_a_share_between_nodes_never_from_the_controller_and_heals(test_, echo):
+    nemesis = LossNemesis()
+    done = nemesis.invoke(test_, Op("invoke", "start-loss", 0.5, "nemesis"))
+    assert (done.type, done.value) == ("info", 0.5)
+    # The request must pass n2's filter and the answer n1's: 1 in 4 come back (about 50
+    # of 200; the bounds are more than 5 standard deviations away).
+    assert 15 <= round_trips(test_, "n1") <= 90
+    assert round_trips(test_, None) == 200
+    nemesis.invoke(test_, Op("invoke", "stop-loss", None, "nemesis"))
+    assert round_trips(test_, "n1") == 200
+
+
+@needs_root
+def test_loss_and_partition_heal_apart(test_, echo):
+    loss, partition = LossNemesis(0.3), PartitionNemesis(random.Random(0))
+    loss.invoke(test_, Op("invoke", "start-loss", None, "nemesis"))
+    partition.invoke(test_, Op("invoke", "start-partition", {"n2": ["n1"]}, "nemesis"))
+    loss.invoke(test_, Op("invoke", "stop-loss", None, "nemesis"))
+    assert round_trips(test_, "n1", 20) == 0  # the partition is still there
+    assert round_trips(test_, "n3") == 200
+    partition.teardown(test_)
+    assert round_trips(test_, "n1") == 200
 
 
 # -- kill nemesis --------------------------------------------------------------------
