@@ -16,6 +16,7 @@ from __future__ import annotations
 import posixpath
 import shlex
 import signal
+import sys
 from typing import Sequence
 
 from harness.remote import Remote, RemoteError
@@ -122,3 +123,10 @@ def stop_daemon(remote: Remote, node: str, pidfile: str, *, timeout: float = 5.0
     result = remote.run(node, _script(pidfile, body), check=False, timeout=timeout + 30)
     if result.returncode != 0:
         raise RemoteError(f"{node}: daemon of {pidfile} survived SIGTERM and SIGKILL")
+
+
+def node_python(remote: Remote, node: str) -> str:
+    """The controller's own interpreter where the node has it (local nodes share the
+    controller's filesystem), else ``python3`` from the node's PATH."""
+    found = remote.run(node, ["test", "-x", sys.executable], check=False)
+    return sys.executable if found.returncode == 0 else "python3"

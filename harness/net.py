@@ -23,6 +23,7 @@ from harness.remote import Remote, RemoteError
 
 CHAIN = "SPLITBRAIN-DROP"
 LOSS_CHAIN = "SPLITBRAIN-LOSS"
+DELAY_CHAIN = "SPLITBRAIN-DELAY"
 
 
 def _ensure_chain(chain: str) -> str:
@@ -88,10 +89,23 @@ def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequenc
     _on_each((node for node in grudge if grudge[node]), block)
 
 
-def heal(remote: Remote, nodes: Sequence[str], *, loss: bool = False) -> None:
-    """Removes every rule ``drop`` added on ``nodes``: the partitions' rules, or with
-    ``loss`` the loss rules. Idempotent."""
-    chain = LOSS_CHAIN if loss else CHAIN
+def queue_from_peers(remote: Remote, nodes: Sequence[str], queue: int) -> None:
+    """Makes each node hand every packet from the other nodes to NFQUEUE ``queue``
+    (where a program on the node decides when to let it through), in the delay chain.
+    ``--queue-bypass``: while no program listens, packets pass as usual."""
+    def divert(node: str) -> None:
+        rules = "".join(
+            f"iptables -w -A {DELAY_CHAIN} -s {remote.address(other)} "
+            f"-j NFQUEUE --queue-num {queue} --queue-bypass || exit 1\n"
+            for other in nodes if other != node)
+        _sh(remote, node, _ensure_chain(DELAY_CHAIN) + rules)
+
+    _on_each(nodes, divert)
+
+
+def heal(remote: Remote, nodes: Sequence[str], *, chain: str = CHAIN) -> None:
+    """Removes every rule of ``chain`` (the partitions', by default) on ``nodes``.
+    Idempotent."""
     _on_each(nodes, lambda node: _sh(remote, node, _remove_chain(chain)))
 
 

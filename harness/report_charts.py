@@ -28,7 +28,7 @@ LEFT, RIGHT, TOP, BOTTOM = 80, 20, 30, 28
 MAX_POINTS = 4000
 """Latency points drawn at most; above that an even sample, and the chart says so."""
 HEALS = {"stop-partition": "start-partition", "start": "kill", "resume": "pause",
-         "stop-loss": "start-loss"}
+         "stop-loss": "start-loss", "stop-latency": "start-latency"}
 """Nemesis op -> the op whose fault it ends."""
 COLOURS = {OK: "#3a9d5d", FAIL: "#e0a030", INFO: "#d9534f"}
 

@@ -34,7 +34,7 @@ class LossNemesis:
         self._lock = threading.Lock()
 
     def setup(self, test: Test) -> None:
-        net.heal(test.remote, test.nodes, loss=True)
+        net.heal(test.remote, test.nodes, chain=net.LOSS_CHAIN)
 
     def invoke(self, test: Test, op: Op) -> Op:
         with self._lock:
@@ -44,10 +44,10 @@ class LossNemesis:
                 net.drop(test.remote, test.nodes, everyone, probability=p)
                 return op.complete("info", p)
             if op.f == "stop-loss":
-                net.heal(test.remote, test.nodes, loss=True)
+                net.heal(test.remote, test.nodes, chain=net.LOSS_CHAIN)
                 return op.complete("info", "loss healed")
             raise ValueError(f"loss nemesis cannot perform {op.f!r}")
 
     def teardown(self, test: Test) -> None:
         with self._lock:
-            net.heal(test.remote, test.nodes, loss=True)
+            net.heal(test.remote, test.nodes, chain=net.LOSS_CHAIN)

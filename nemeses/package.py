@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
 from nemeses.partition import PartitionNemesis
 from nemeses.process import KILL, PAUSE, ProcessNemesis
@@ -50,6 +51,8 @@ FAULTS: dict[str, Fault] = {
                                                               rng, nodes),
                    "pause", "resume"),
     "loss": Fault(lambda test, db, rng, nodes: LossNemesis(), "start-loss", "stop-loss"),
+    "latency": Fault(lambda test, db, rng, nodes: LatencyNemesis(), "start-latency",
+                     "stop-latency"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 

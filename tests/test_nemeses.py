@@ -1,5 +1,5 @@
-"""Network control, partition, loss, kill and pause nemeses, and their packaging: with
-real namespaces, real iptables and real servers (a python http.server per node)."""
+"""Network control, partition, loss, latency, kill and pause nemeses, and their packaging:
+with real namespaces, real iptables and real servers (a python http.server per node)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,7 @@ from harness.errors import UsageError
 from harness.history import Op
 from harness.remotes.local import LocalRemote
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
 from nemeses.package import FAULTS, build_nemesis
 from nemeses.partition import (
@@ -291,14 +292,19 @@ def echo(test_):
         stop_daemon(test_.remote, "n2", pidfile)
 
 
+def output_on(test: RunContext, src: str | None, script: str, *args: str) -> str:
+    """What ``script`` prints when run on node ``src``, or on the controller (None)."""
+    argv = [sys.executable, "-c", script, *args]
+    if src is None:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return test.remote.run(src, argv).stdout
+
+
 def round_trips(test: RunContext, src: str | None, n: int = 200) -> int:
     """How many of ``n`` UDP round trips from ``src`` (None: the controller) to the echo
     server on n2 come back."""
-    argv = [sys.executable, "-c", ECHO_CLIENT, test.remote.address("n2"), str(ECHO_PORT),
-            str(n)]
-    if src is None:
-        return int(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
-    return int(test.remote.run(src, argv).stdout)
+    return int(output_on(test, src, ECHO_CLIENT, test.remote.address("n2"), str(ECHO_PORT),
+                         str(n)))
 
 
 @needs_root
@@ -324,6 +330,40 @@ def test_loss_and_partition_heal_apart(test_, echo):
     assert round_trips(test_, "n3") == 200
     partition.teardown(test_)
     assert round_trips(test_, "n1") == 200
+
+
+ECHO_TIMER = ("import socket, statistics, sys, time\n"
+              "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+              "s.settimeout(2)\n"
+              "times = []\n"
+              "for i in range(10):\n"
+              "    started = time.monotonic()\n"
+              "    s.sendto(str(i).encode(), (sys.argv[1], int(sys.argv[2])))\n"
+              "    while s.recv(64) != str(i).encode():\n"
+              "        pass\n"
+              "    times.append(time.monotonic() - started)\n"
+              "print(statistics.median(times))\n")
+
+
+def round_trip_time(test: RunContext, src: str | None) -> float:
+    """The median of ten UDP round trips from ``src`` (None: the controller) to n2."""
+    return float(output_on(test, src, ECHO_TIMER, test.remote.address("n2"), str(ECHO_PORT)))
+
+
+@needs_root
+def test_latency_delays_packets_between_nodes_only_and_heals(test_, echo):
+    nemesis = LatencyNemesis()
+    done = nemesis.invoke(test_, Op("invoke", "start-latency", {"delay": 0.1, "jitter": 0},
+                                    "nemesis"))
+    assert (done.type, done.value) == ("info", {"delay": 0.1, "jitter": 0})
+    # The request waits 100 ms on n2 and the answer 100 ms on n1.
+    assert 0.19 <= round_trip_time(test_, "n1") <= 0.4
+    assert round_trip_time(test_, None) < 0.05  # the controller's traffic is not delayed
+    assert reach(test_, "n3", "n4") == "open"  # TCP works, only later
+    nemesis.teardown(test_)
+    assert round_trip_time(test_, "n1") < 0.05
+    assert not any(daemon_running(test_.remote, n, f"{test_.remote.workdir(n)}/delayer.pid")
+                   for n in NODES)
 
 
 # -- kill nemesis --------------------------------------------------------------------

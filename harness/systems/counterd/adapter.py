@@ -10,11 +10,11 @@ from __future__ import annotations
 import http.client
 import json
 import posixpath
-import sys
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.daemon import node_python
 from harness.errors import UsageError
 from harness.systems.counterd.client import CounterdClient
 from harness.systems.counterd.server import VARIANTS
@@ -93,7 +93,7 @@ class CounterdDB(DaemonDB):
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
         argv = [
-            self._python(test, node), self._script(test, node), "--variant", o.variant,
+            node_python(test.remote, node), self._script(test, node), "--variant", o.variant,
             "--port", str(o.port), "--data-dir", paths.data_dir, "--node", node,
             "--window", repr(o.window), "--forward-timeout", repr(o.forward_timeout),
             "--sync-interval", repr(o.sync_interval),
@@ -110,10 +110,6 @@ class CounterdDB(DaemonDB):
     def _script(self, test: Test, node: str) -> str:
         return posixpath.join(test.remote.workdir(node), "counterd.py")
 
-    def _python(self, test: Test, node: str) -> str:
-        """The controller's own interpreter where the node has it (local), else python3."""
-        found = test.remote.run(node, ["test", "-x", sys.executable], check=False)
-        return sys.executable if found.returncode == 0 else "python3"
 
 
 def health(address: str, port: int, *, timeout: float) -> dict | None:
