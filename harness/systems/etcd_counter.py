@@ -33,7 +33,7 @@ import aiohttp
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import choices, number
+from harness.systems.options import choices, seconds
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -56,10 +56,7 @@ class EtcdOptions:
         """Validates the options; other keys are left to the parts that own them."""
         values: dict[str, Any] = choices("etcd", options, CHOICES)
         if "timeout" in options:
-            values["timeout"] = number("etcd", "timeout", options["timeout"], float)
-            if values["timeout"] <= 0:
-                raise UsageError(f"etcd option timeout must be positive, got "
-                                 f"{options['timeout']!r}")
+            values["timeout"] = seconds("etcd", "timeout", options["timeout"])
         return cls(**values)
 
 

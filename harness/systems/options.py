@@ -35,3 +35,12 @@ def number(system: str, name: str, text: str, kind: type[int] | type[float]) -> 
         pass
     what = "an integer" if kind is int else "a number"
     raise UsageError(f"{system} option {name.replace('_', '-')} must be {what}, got {text!r}")
+
+
+def seconds(system: str, name: str, text: str) -> float:
+    """``text`` as a positive number of seconds, or a UsageError naming the option."""
+    value = float(number(system, name, text, float))
+    if value <= 0:
+        raise UsageError(f"{system} option {name.replace('_', '-')} must be positive, "
+                         f"got {text!r}")
+    return value

@@ -31,7 +31,7 @@ import asyncpg
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import choices, number
+from harness.systems.options import choices, seconds
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -57,10 +57,7 @@ class PostgresOptions:
         given = {key.replace("-", "_"): value for key, value in options.items()}
         values: dict[str, Any] = choices("postgres", given, CHOICES)
         if "timeout" in given:
-            values["timeout"] = number("postgres", "timeout", given["timeout"], float)
-            if values["timeout"] <= 0:
-                raise UsageError(f"postgres option timeout must be positive, got "
-                                 f"{given['timeout']!r}")
+            values["timeout"] = seconds("postgres", "timeout", given["timeout"])
         return cls(**values)
 
 
