@@ -16,10 +16,9 @@ same moment.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Mapping, Sequence
 
-from harness.remote import Remote, RemoteError
+from harness.remote import Remote, RemoteError, on_each_node
 
 CHAIN = "SPLITBRAIN-DROP"
 LOSS_CHAIN = "SPLITBRAIN-LOSS"
@@ -41,18 +40,6 @@ def _remove_chain(chain: str) -> str:
             f"if iptables -w -n -L {chain} >/dev/null 2>&1; then\n"
             f"  iptables -w -F {chain} && iptables -w -X {chain} || exit 1\n"
             "fi\n")
-
-
-def _on_each(nodes: Iterable[str], action: Callable[[str], None]) -> None:
-    """Runs ``action`` for every node in parallel; raises the first failure after all ran."""
-    nodes = list(nodes)
-    if not nodes:
-        return
-    with ThreadPoolExecutor(max_workers=min(16, len(nodes))) as pool:
-        futures = [pool.submit(action, node) for node in nodes]
-    errors = [f.exception() for f in futures if f.exception() is not None]
-    if errors:
-        raise errors[0]  # type: ignore[misc]
 
 
 def _sh(remote: Remote, node: str, script: str) -> None:
@@ -86,7 +73,7 @@ def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequenc
         )
         _sh(remote, node, _ensure_chain(chain) + rules)
 
-    _on_each((node for node in grudge if grudge[node]), block)
+    on_each_node((node for node in grudge if grudge[node]), block)
 
 
 def queue_from_peers(remote: Remote, nodes: Sequence[str], queue: int) -> None:
@@ -100,13 +87,13 @@ def queue_from_peers(remote: Remote, nodes: Sequence[str], queue: int) -> None:
             for other in nodes if other != node)
         _sh(remote, node, _ensure_chain(DELAY_CHAIN) + rules)
 
-    _on_each(nodes, divert)
+    on_each_node(nodes, divert)
 
 
 def heal(remote: Remote, nodes: Sequence[str], *, chain: str = CHAIN) -> None:
     """Removes every rule of ``chain`` (the partitions', by default) on ``nodes``.
     Idempotent."""
-    _on_each(nodes, lambda node: _sh(remote, node, _remove_chain(chain)))
+    on_each_node(nodes, lambda node: _sh(remote, node, _remove_chain(chain)))
 
 
 def dropped(remote: Remote, node: str) -> list[str]:

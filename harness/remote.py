@@ -8,6 +8,8 @@ are argument lists, never shell strings built by concatenation.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -75,3 +77,15 @@ class NoopRemote:
 
     def workdir(self, node: str) -> str:
         return f"/tmp/splitbrain-noop/{node}"
+
+
+def on_each_node(nodes: Iterable[str], action: Callable[[str], None]) -> None:
+    """Runs ``action`` on every node at once (a fault or a restart should hit them
+    together), waits for all, then raises the first failure."""
+    nodes = list(nodes)
+    if not nodes:
+        return
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        futures = [pool.submit(action, node) for node in nodes]
+    for future in futures:
+        future.result()

@@ -101,7 +101,6 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "faults": [{"time": op.time / 1e9, "type": op.type, "f": op.f,
                     "value": _short(op.value)}
                    for op in history if op.process == NEMESIS],
-        "bands": bands,
         "files": _files(run_dir),
     }
 

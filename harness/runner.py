@@ -17,7 +17,6 @@ import logging
 import os
 import random
 import signal
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Callable, Coroutine, Iterator
@@ -30,7 +29,7 @@ from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.progress import run_progress
 from harness.registry import load_system, load_workload
-from harness.remote import Remote
+from harness.remote import Remote, on_each_node
 from harness.report import write_report
 from harness.spec_loader import build_spec
 from harness.store import new_run_dir, write_json
@@ -92,7 +91,7 @@ def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWr
     package: NemesisPackage | None = None
     try:
         test.remote.setup(test.nodes)
-        _on_every_node(test.nodes, lambda node: db.setup(test, node))
+        on_each_node(test.nodes, lambda node: db.setup(test, node))
         package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
                                 nodes=system.serving_nodes(test))
         package.nemesis.setup(test)
@@ -148,7 +147,7 @@ def _teardown(test: Test, db: Any, package: NemesisPackage | None,
     if isinstance(db, LogFiles):
         steps.append(("collect logs", lambda: _collect_logs(test, db)))
     steps.append(("tear down the system",
-                  lambda: _on_every_node(test.nodes, lambda n: db.teardown(test, n))))
+                  lambda: on_each_node(test.nodes, lambda n: db.teardown(test, n))))
     steps.append(("tear down the cluster", test.remote.teardown))
     for what, step in steps:
         try:
@@ -168,13 +167,6 @@ def _collect_logs(test: Test, db: LogFiles) -> None:
                 test.remote.download(node, path, str(dest / Path(path).name))
             except Exception as e:
                 log.warning("no log %s from %s: %s", path, node, e)
-
-
-def _on_every_node(nodes: list[str], fn: Callable[[str], None]) -> None:
-    """Runs ``fn`` on every node in parallel; the first error is raised after all end."""
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
-        for future in [pool.submit(fn, node) for node in nodes]:
-            future.result()
 
 
 def _check_and_report(test: Test, system: Any, workload: Workload,

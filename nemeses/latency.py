@@ -14,13 +14,13 @@ from __future__ import annotations
 import posixpath
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import net
 from harness.daemon import daemon_running, node_python, start_daemon, stop_daemon
 from harness.history import Op
+from harness.remote import on_each_node
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -52,7 +52,7 @@ class LatencyNemesis:
                 delay = float(value.get("delay", self.delay))
                 jitter = float(value.get("jitter", self.jitter))
                 self._heal(test)  # a new delay replaces the old one
-                self._on_each(test, lambda node: self._start_delayer(test, node, delay,
+                on_each_node(test.nodes, lambda node: self._start_delayer(test, node, delay,
                                                                       jitter))
                 net.queue_from_peers(test.remote, test.nodes, QUEUE)
                 return op.complete("info", {"delay": delay, "jitter": jitter})
@@ -68,7 +68,7 @@ class LatencyNemesis:
     def _heal(self, test: Test) -> None:
         """Rules first, so no packet waits for a delayer that is gone."""
         net.heal(test.remote, test.nodes, chain=net.DELAY_CHAIN)
-        self._on_each(test, lambda node: stop_daemon(test.remote, node,
+        on_each_node(test.nodes, lambda node: stop_daemon(test.remote, node,
                                                      self._paths(test, node)[1]))
 
     def _start_delayer(self, test: Test, node: str, delay: float, jitter: float) -> None:
@@ -90,9 +90,3 @@ class LatencyNemesis:
         workdir = test.remote.workdir(node)
         return (posixpath.join(workdir, "delayer.py"), posixpath.join(workdir, "delayer.pid"),
                 posixpath.join(workdir, "delayer.log"))
-
-    @staticmethod
-    def _on_each(test: Test, action) -> None:
-        with ThreadPoolExecutor(max_workers=len(test.nodes)) as pool:
-            for future in [pool.submit(action, node) for node in test.nodes]:
-                future.result()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import random
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from harness.db import Killable, Pausable, Primaries
 from harness.errors import UsageError
 from harness.history import Op
+from harness.remote import on_each_node
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -29,16 +29,6 @@ def choose_targets(nodes: Sequence[str], rng: random.Random) -> list[str]:
     n = len(nodes)
     size = rng.choice(sorted({1, max(1, (n - 1) // 2), n // 2 + 1, n}))
     return sorted(rng.sample(list(nodes), size))
-
-
-def _on_each(test: Test, nodes: Sequence[str], action: Callable[[Test, str], None]) -> None:
-    """Applies ``action`` to all nodes at once (a crash should hit them together)."""
-    if not nodes:
-        return
-    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-        futures = [pool.submit(action, test, node) for node in nodes]
-    for f in futures:
-        f.result()
 
 
 @dataclass(frozen=True)
@@ -97,14 +87,14 @@ class ProcessNemesis:
     def _invoke(self, test: Test, op: Op) -> Op:
         if op.f == self.kind.fault:
             nodes = list(op.value) if op.value is not None else self.targets(test)
-            _on_each(test, nodes, getattr(self.db, self.kind.fault))
+            on_each_node(nodes, lambda node: getattr(self.db, self.kind.fault)(test, node))
             return op.complete("info", nodes)
         if op.f == self.kind.heal:
             nodes = list(op.value) if op.value is not None else self.nodes
-            _on_each(test, nodes, getattr(self.db, self.kind.heal))
+            on_each_node(nodes, lambda node: getattr(self.db, self.kind.heal)(test, node))
             return op.complete("info", nodes)
         raise ValueError(f"{self.kind.fault} nemesis cannot perform {op.f!r}")
 
     def teardown(self, test: Test) -> None:
         with self._lock:
-            _on_each(test, self.nodes, getattr(self.db, self.kind.heal))
+            on_each_node(self.nodes, lambda node: getattr(self.db, self.kind.heal)(test, node))
