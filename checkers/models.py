@@ -13,7 +13,8 @@ methods, registered in ``MODELS``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Hashable, Protocol, Sequence, runtime_checkable
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol, runtime_checkable
 
 
 class Sentinel:

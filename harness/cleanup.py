@@ -15,8 +15,9 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.errors import NotRootError
 from harness.ledger import STATE_DIR, Ledger, all_ledgers, stale_drafts

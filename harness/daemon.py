@@ -17,7 +17,7 @@ import posixpath
 import shlex
 import signal
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from harness.remote import Remote, RemoteError
 
@@ -38,7 +38,8 @@ def _script(pidfile: str, body: str) -> list[str]:
 def _wait_gone(timeout: float) -> str:
     """Shell that polls until the daemon is gone or ``timeout`` seconds have passed."""
     polls = max(1, int(timeout / _POLL_SECONDS))
-    return f'i=0; while running && [ "$i" -lt {polls} ]; do sleep {_POLL_SECONDS}; i=$((i+1)); done\n'
+    return (f'i=0; while running && [ "$i" -lt {polls} ]; '
+            f'do sleep {_POLL_SECONDS}; i=$((i+1)); done\n')
 
 
 def start_daemon(remote: Remote, node: str, argv: Sequence[str], *, pidfile: str,
@@ -65,7 +66,8 @@ def start_daemon(remote: Remote, node: str, argv: Sequence[str], *, pidfile: str
         # The inner shell records its own pid and then becomes the daemon.
         + f"setsid sh -c 'echo $$ > \"$0\"; exec \"$@\"' \"$PIDFILE\" {command}"
         + f" >> {q(logfile)} 2>&1 < /dev/null &\n"
-        + "i=0; while [ ! -s \"$PIDFILE\" ] && [ \"$i\" -lt 200 ]; do sleep 0.01; i=$((i+1)); done\n"
+        + 'i=0; while [ ! -s "$PIDFILE" ] && [ "$i" -lt 200 ]; '
+        + 'do sleep 0.01; i=$((i+1)); done\n'
         + 'cat "$PIDFILE"\n'
     )
     result = remote.run(node, _script(pidfile, body), check=False)

@@ -363,7 +363,7 @@ def read_jepsen_log(text: str, path: Path) -> list[Op]:
         first_line.setdefault(m["value"] or "", n)
     decoded = _log_values(first_line, path)
     ops = []
-    for i, (n, m) in enumerate(matches):
+    for i, (_n, m) in enumerate(matches):
         raw = m["process"].lstrip(":")
         process: int | str = int(raw) if raw.isdigit() else raw
         fields = decoded[m["value"] or ""]

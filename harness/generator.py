@@ -12,8 +12,9 @@ from __future__ import annotations
 import bisect
 import itertools
 import random
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Protocol
 
 OpSpec = tuple[str, Any]
 """``(f, value)`` of the next invocation."""

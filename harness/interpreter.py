@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.client import Client
 from harness.generator import GenContext, Generator, worker_rng

@@ -16,10 +16,11 @@ import fcntl
 import json
 import os
 import secrets
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 STATE_DIR = Path("/var/lib/splitbrain")
 """Root of splitbrain's host state: ``ledger/<run-id>.json`` and ``<run-id>/`` work dirs."""
@@ -142,6 +143,7 @@ def stale_drafts(state_dir: Path = STATE_DIR) -> list[Path]:
     out = []
     for path in directory.glob(".*.*.*"):
         pid = path.name.split(".")[-2]
-        if path.suffix in (".tmp", ".new") and pid.isdigit() and process_start_time(int(pid)) is None:
+        if (path.suffix in (".tmp", ".new") and pid.isdigit()
+                and process_start_time(int(pid)) is None):
             out.append(path)
     return out

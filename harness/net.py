@@ -16,7 +16,7 @@ same moment.
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from harness.remote import Remote, RemoteError, on_each_node
 

@@ -8,7 +8,8 @@ and workload factories take the run's ``-o KEY=VALUE`` options.
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from harness.errors import UsageError
 

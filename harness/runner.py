@@ -17,9 +17,10 @@ import logging
 import os
 import random
 import signal
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any, Callable, Coroutine, Iterator
+from typing import Any
 
 from checkers.base import UNKNOWN
 from harness.context import Spec, Test

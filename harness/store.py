@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from harness.errors import UsageError
 def new_run_dir(store: str | Path, test_name: str) -> Path:
     """Creates the run's directory and points the ``latest`` links at it."""
     root = Path(store)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     run_dir = root / test_name / stamp
     try:
         run_dir.mkdir(parents=True)

@@ -74,8 +74,9 @@ class LatencyNemesis:
     def _start_delayer(self, test: Test, node: str, delay: float, jitter: float) -> None:
         script, pidfile, logfile = self._paths(test, node)
         test.remote.upload(node, str(DELAYER_SOURCE), script)
-        start_daemon(test.remote, node, [node_python(test.remote, node), script, "--queue", str(QUEUE),
-                                         "--delay", repr(delay), "--jitter", repr(jitter)],
+        start_daemon(test.remote, node,
+                     [node_python(test.remote, node), script, "--queue", str(QUEUE),
+                      "--delay", repr(delay), "--jitter", repr(jitter)],
                      pidfile=pidfile, logfile=logfile)
         deadline = time.monotonic() + 10
         while "delaying queue" not in test.remote.run(node, ["cat", logfile],

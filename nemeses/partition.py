@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import random
 import threading
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from harness import net
 from harness.errors import UsageError

@@ -42,7 +42,8 @@ def assert_nothing_left(before: dict[str, str]) -> None:
     assert after["procs"].count("counterd") == before["procs"].count("counterd")
 
 
-def run(tmp_path: Path, *args: str, timeout: float = 120) -> tuple[subprocess.CompletedProcess, Path]:
+def run(tmp_path: Path, *args: str,
+        timeout: float = 120) -> tuple[subprocess.CompletedProcess, Path]:
     store = tmp_path / "store"
     r = subprocess.run([*CLI, "run", "--store", str(store), *args],
                        capture_output=True, text=True, timeout=timeout)

@@ -1,4 +1,5 @@
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from checkers.base import Compose, NoopChecker, merge_valid
 from checkers.models import INCONSISTENT, UNKNOWN, make_model

@@ -36,7 +36,12 @@ from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
 from nemeses.package import FAULTS, build_nemesis
 from nemeses.partition import (
-    PartitionNemesis, complete_grudge, isolate_one, majorities_ring, random_halves)
+    PartitionNemesis,
+    complete_grudge,
+    isolate_one,
+    majorities_ring,
+    random_halves,
+)
 from nemeses.process import KILL, PAUSE, ProcessNemesis, choose_targets
 
 NODES = ["n1", "n2", "n3", "n4", "n5"]

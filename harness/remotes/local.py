@@ -28,8 +28,8 @@ import re
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from harness.cleanup import remove_run
 from harness.errors import NotRootError, UsageError

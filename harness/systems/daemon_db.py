@@ -12,8 +12,9 @@ from __future__ import annotations
 import posixpath
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
 

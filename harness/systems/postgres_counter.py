@@ -132,7 +132,7 @@ class PostgresCounterClient:
                 self.conn = await asyncpg.connect(host=self.address, port=PORT, user=USER,
                                                   database=USER,
                                                   timeout=self.options.timeout / 2)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
             return op.fail(f"no connection: {type(e).__name__}: {e}")
         state = {"may_have_committed": False}
         try:
@@ -141,7 +141,7 @@ class PostgresCounterClient:
             return op.fail(f"aborted: {e}")  # rolled back: nothing happened
         except asyncpg.PostgresError as e:
             return op.fail(f"{type(e).__name__}: {e}")
-        except (OSError, asyncpg.InterfaceError, asyncio.TimeoutError) as e:
+        except (TimeoutError, OSError, asyncpg.InterfaceError) as e:
             self.conn.terminate()
             self.conn = None
             why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__

@@ -160,7 +160,7 @@ class RedisCounterClient:
             return op.ok(op.value)
         except redis.ResponseError as e:  # the server refused it: nothing was applied
             return op.fail(f"error reply: {e}")
-        except (redis.RedisError, OSError, asyncio.TimeoutError) as e:
+        except (TimeoutError, redis.RedisError, OSError) as e:
             await self.writes.drop()
             return op.info(f"{type(e).__name__}: {e}") if sent else op.fail(str(e))
 
@@ -171,7 +171,7 @@ class RedisCounterClient:
             return op.ok(int(value or 0))
         except redis.ResponseError as e:
             return op.fail(f"error reply: {e}")
-        except (redis.RedisError, OSError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, redis.RedisError, OSError, ValueError) as e:
             await self.reads.drop()
             return op.fail(f"{type(e).__name__}: {e}")
 
