@@ -3,6 +3,10 @@
 Each command is a thin shell over a module that does the work, so the work can be
 called from Python and tested without the CLI. Exit codes follow Jepsen's: 0 valid,
 1 invalid, 2 unknown, 254 bad usage or input (one line on stderr), 255 internal error.
+
+``main`` owns how the process ends: splitbrain's own errors (``SplitbrainError``) are
+one line and their exit code, a signal at any moment means exit 2 (``harness.stop``),
+and anything else is a bug, shown with its traceback (255).
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import Any
 
 import click
 
-from harness.errors import UsageError
+from harness.errors import EnvironmentFailure, SplitbrainError, UsageError
 from harness.history import HistoryError
+from harness.stop import STOP
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 254, 255
 
@@ -96,6 +101,8 @@ def serve(store: str, port: int) -> None:
 
     server = make_server(store, port)
     host, bound = server.server_address[:2]
+    if isinstance(host, bytes):
+        host = host.decode()
     click.echo(f"serving {store} on http://{host}:{bound}/ (Ctrl-C to stop)")
     try:
         server.serve_forever()
@@ -122,23 +129,49 @@ def list_() -> None:
 
 
 def main() -> None:
+    STOP.install()  # first of all: from here on every signal ends the process with exit 2
+    code = _command()
+    STOP.exiting()
+    if STOP.signals:
+        _say(f"interrupted ({STOP.describe()})")
+        code = EXIT_UNKNOWN
+    sys.exit(code)
+
+
+_EXIT_CODES = frozenset((EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL))
+
+
+def _say(line: str) -> None:
+    click.echo(f"splitbrain: {line}", err=True)
+
+
+def _command() -> int:
+    """Runs the command line; returns the exit code, having said why if it is not a
+    verdict's."""
     try:
         cli.main(standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("interrupted", err=True)
-        sys.exit(130)
-    except click.UsageError as e:
-        click.echo(f"splitbrain: {e.format_message()}", err=True)
-        sys.exit(EXIT_USAGE)
+        if not STOP.signals:
+            _say("interrupted")
+        return EXIT_UNKNOWN
     except click.ClickException as e:
-        click.echo(f"splitbrain: {e.format_message()}", err=True)
-        sys.exit(EXIT_USAGE)
-    except (UsageError, HistoryError) as e:
-        click.echo(f"splitbrain: {e}", err=True)
-        sys.exit(EXIT_USAGE)
-    except SystemExit:
-        raise
+        _say(e.format_message())
+        return EXIT_USAGE
+    except EnvironmentFailure as e:
+        lines = str(e).strip().splitlines()
+        _say(lines[0] if lines else type(e).__name__)
+        return e.exit_code
+    except (SplitbrainError, HistoryError) as e:
+        _say(str(e))
+        return getattr(e, "exit_code", EXIT_USAGE)
+    except SystemExit as e:
+        if e.code is None or e.code in _EXIT_CODES:
+            return int(e.code or 0)
+        # Not one of ours: code splitbrain ran (a user's system) asked the process to exit.
+        _say(f"something splitbrain ran asked to exit ({e.code!r}); the outcome is unknown")
+        return EXIT_UNKNOWN
     except BaseException:
         traceback.print_exc()
-        click.echo("splitbrain: internal error (the traceback above is a bug)", err=True)
-        sys.exit(EXIT_INTERNAL)
+        _say("internal error (the traceback above is a bug)")
+        return EXIT_INTERNAL
+    return EXIT_VALID

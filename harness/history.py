@@ -9,6 +9,7 @@ complete line readable; ``sync()`` fsyncs at phase ends.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -16,6 +17,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
+
+from harness.errors import StoreError
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 TYPES = frozenset((INVOKE, OK, FAIL, INFO))
@@ -83,14 +86,24 @@ class HistoryWriter:
 
     Each line is flushed to the operating system as soon as it is written, so nothing
     recorded is lost if the controller dies; ``sync`` additionally fsyncs.
+
+    A write that fails (a full disk) is never silent: it raises StoreError (an
+    EnvironmentFailure, which stops the run), and so does every later ``append``, since a
+    history with a hole in it would be checked as if the missing ops never happened.
     """
 
     def __init__(self, path: Path | str, t0_ns: int | None = None) -> None:
         self.path = Path(path)
         self.t0_ns = time.monotonic_ns() if t0_ns is None else t0_ns
-        self._file: TextIO = open(self.path, "a", encoding="utf-8")
+        try:
+            self._file: TextIO | _Unwritable = open(self.path, "a", encoding="utf-8")
+        except OSError as e:
+            raise StoreError(f"could not create {self.path} ({e.strerror or e})",
+                             path=self.path) from e
         self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
         self.count = 0
+        self.failure: StoreError | None = None
+        """Why the history stopped being written, once it has."""
 
     def now(self) -> int:
         """Nanoseconds since the run started, on the monotonic clock."""
@@ -101,19 +114,64 @@ class HistoryWriter:
         op.index = self.count
         op.time = time.monotonic_ns() - self.t0_ns
         self.count += 1
-        self._file.write(self._dumps(op.to_dict()) + "\n")
-        self._file.flush()
+        try:
+            self._file.write(self._dumps(op.to_dict()) + "\n")
+            self._file.flush()
+        except OSError as e:
+            raise self._failed(e, f"op {op.index} on") from e
         return op
 
     def sync(self) -> None:
         if not self._file.closed:
-            self._file.flush()
-            os.fsync(self._file.fileno())
+            try:
+                self._file.flush()
+                os.fsync(self._file.fileno())
+            except OSError as e:
+                raise self._failed(e, "its last ops") from e
 
     def close(self) -> None:
-        if not self._file.closed:
+        """Syncs and closes; after a failure only closes (what could not be written is
+        named by ``failure``)."""
+        if self._file.closed:
+            return
+        try:
             self.sync()
-            self._file.close()
+        finally:
+            if not self._file.closed:
+                with contextlib.suppress(OSError):  # its buffer cannot be written either
+                    self._file.close()
+
+    def _failed(self, e: OSError, lost: str) -> StoreError:
+        if self.failure is None:
+            self.failure = StoreError(
+                f"could not write {self.path} ({e.strerror or e}): {lost} "
+                "could not be recorded", path=self.path)
+            broken, self._file = self._file, _Unwritable(self.failure)
+            with contextlib.suppress(OSError):
+                broken.close()
+        return self.failure
+
+
+class _Unwritable:
+    """Stands in for a history file that failed: every write raises the first failure,
+    so the hot path of ``append`` needs no check of its own."""
+
+    closed = False
+
+    def __init__(self, failure: StoreError) -> None:
+        self.failure = failure
+
+    def write(self, text: str) -> int:
+        raise self.failure
+
+    def flush(self) -> None:
+        raise self.failure
+
+    def fileno(self) -> int:
+        raise self.failure
+
+    def close(self) -> None:
+        self.closed = True
 
 
 def parse_op(obj: Any, where: str) -> Op:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Protocol
 
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
+from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TaskID, TextColumn
 from rich.text import Text
 
 
@@ -46,7 +46,7 @@ class RunProgress:
 
     def __init__(self, progress: Progress | None) -> None:
         self._progress = progress
-        self._task = None
+        self._task: TaskID | None = None
 
     def phase(self, description: str, seconds: float | None = None) -> None:
         if self._progress is None:

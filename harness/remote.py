@@ -13,9 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from harness.errors import EnvironmentFailure
 
-class RemoteError(RuntimeError):
-    """A command on a node failed (non-zero exit with ``check=True``) or timed out."""
+
+class RemoteError(EnvironmentFailure, RuntimeError):
+    """A command on a node failed (non-zero exit with ``check=True``) or timed out: the
+    environment failed the run, which ends "unknown"."""
 
 
 @dataclass(frozen=True, slots=True)

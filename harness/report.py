@@ -26,6 +26,7 @@ from harness.report_charts import (
     latency_chart,
     throughput_chart,
 )
+from harness.store import write_text_atomic
 from harness.summary import checker_line
 
 MAX_EXAMPLES = 10
@@ -53,9 +54,7 @@ def write_report(run_dir: Path | str) -> Path:
     data = report_data(run_dir, test, results, history)
     html = TEMPLATES.get_template("report.html.j2").render(**data)
     out = run_dir / "report.html"
-    tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, out)
+    write_text_atomic(out, html)
     return out
 
 

@@ -2,12 +2,15 @@
 
 Teardown is the part that must never be skipped: every fault healed, every node's logs
 collected, every namespace and process removed, on a normal end, an exception, Ctrl-C
-or SIGTERM. Both signals end the run the same way: outside the event loop they raise
-KeyboardInterrupt; while clients run they cancel the loop's main task instead, because an
-exception raised inside an event-loop callback (uvloop's resolver, for one) is swallowed
-and the signal would be lost. A second signal during teardown is ignored, so cleaning up
-cannot itself be interrupted. What was recorded before an interruption stays in
-history.jsonl, and the verdict is "unknown".
+or SIGTERM. Signals follow the process's one contract (``harness.stop``): a signal stops
+setup, the clients or the check; the teardown, the results and the report always finish,
+and a verdict reached before a signal is kept, marked as interrupted.
+
+Every run that got as far as its history ends with ``results.json``, the report and the
+summary, whatever stopped it: "unknown" with the reason when a signal or the environment
+(``EnvironmentFailure``: a server that would not start, a node that failed a command, a
+full store) cut it short. A store that cannot take the run's records is named in one
+line, after the verdict it could not record.
 """
 
 from __future__ import annotations
@@ -16,24 +19,25 @@ import asyncio
 import logging
 import os
 import random
-import signal
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from checkers.base import UNKNOWN
 from harness.context import Spec, Test
 from harness.db import LogFiles
-from harness.errors import NotRootError, UsageError
+from harness.errors import EnvironmentFailure, NotRootError, SplitbrainError, StoreError, UsageError
 from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.progress import run_progress
-from harness.registry import load_system, load_workload
+from harness.registry import SYSTEMS, load_system, load_workload
 from harness.remote import Remote, on_each_node
 from harness.report import write_report
 from harness.spec_loader import build_spec
-from harness.store import new_run_dir, write_json
+from harness.stop import STOP
+from harness.store import LogFile, logging_to, new_run_dir, write_json
 from harness.summary import print_summary
 from nemeses.package import NemesisPackage, build_nemesis, fault_names
 from workloads.base import Workload
@@ -52,26 +56,25 @@ def run_from_cli(test_file: str | None, options: dict[str, str],
 
 
 def run(spec: Spec) -> dict[str, Any]:
-    """Runs one test end to end and returns the checker's result (also in results.json)."""
-    fault_names(spec.nemesis)
-    system = load_system(spec.system, spec.options)
-    workload: Workload = load_workload(spec.workload, spec.options)
-    remote = _make_remote(spec)
-    run_dir = new_run_dir(spec.store, spec.name)
-    _log_to(run_dir / "splitbrain.log")
-    write_json(run_dir / "test.json", spec.to_dict())
-    test = Test(spec, remote, run_dir)
-    history = HistoryWriter(run_dir / "history.jsonl")
-    interrupted = False
-    log.info("run %s in %s (seed %d)", spec.name, run_dir, spec.seed)
-    with _Interrupts() as interrupts:
-        try:
-            _run_cluster(test, system, workload, history, interrupts)
-        except KeyboardInterrupt:
-            interrupted = True
-            log.warning("interrupted: healing faults and tearing the cluster down")
-    history.close()
-    return _check_and_report(test, system, workload, interrupted)
+    """Runs one test end to end and returns the checker's result (also in results.json).
+
+    Raises, after the teardown, the results and the summary: EnvironmentFailure when the
+    environment failed the run (the result is "unknown"), StoreError when the store could
+    not take the run's records (its ``exit_code`` is the verdict's when there was one).
+    """
+    with STOP.installed():
+        fault_names(spec.nemesis)
+        system = load_system(spec.system, spec.options)
+        workload: Workload = load_workload(spec.workload, spec.options)
+        remote = _make_remote(spec)
+        run_dir = new_run_dir(spec.store, spec.name)
+        with logging_to(run_dir / "splitbrain.log") as log_file:
+            write_json(run_dir / "test.json", spec.to_dict())
+            test = Test(spec, remote, run_dir)
+            history = HistoryWriter(run_dir / "history.jsonl")
+            log.info("run %s in %s (seed %d)", spec.name, run_dir, spec.seed)
+            ending = _run_and_tear_down(test, system, workload, history)
+            return _check_and_report(test, system, workload, ending, log_file)
 
 
 def _make_remote(spec: Spec) -> Remote:
@@ -85,27 +88,82 @@ def _make_remote(spec: Spec) -> Remote:
     return LocalRemote()
 
 
-def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,
-                 interrupts: _Interrupts) -> None:
-    """Everything that needs the cluster; tears it down on every exit path."""
-    db = system.db(test)
-    package: NemesisPackage | None = None
+@dataclass
+class _Ending:
+    """Why the cluster phase ended early, if it did."""
+
+    interrupted: bool = False
+    failure: EnvironmentFailure | None = None
+    store_errors: list[StoreError] = field(default_factory=list)
+
+
+def _run_and_tear_down(test: Test, system: Any, workload: Workload,
+                       history: HistoryWriter) -> _Ending:
+    ending = _Ending()
+    teardown = _Teardown(test, history)
     try:
-        test.remote.setup(test.nodes)
-        on_each_node(test.nodes, lambda node: db.setup(test, node))
-        package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
-                                nodes=system.serving_nodes(test))
-        package.nemesis.setup(test)
         try:
-            run_async(interrupts.cancelling(
-                _clients_and_faults(test, system, workload, history, package)))
-        except asyncio.CancelledError:
-            if interrupts.received is None:
-                raise
-            raise KeyboardInterrupt from None
-    finally:
-        with _signals_ignored():
-            _teardown(test, db, package, history)
+            try:
+                _run_cluster(test, system, workload, history, teardown)
+            finally:
+                teardown.run()
+        finally:
+            # Again, in case the first signal landed just as the finally above began: it
+            # acts once, so this call cannot be cut short too; otherwise a no-op.
+            teardown.run()
+    except KeyboardInterrupt:
+        ending.interrupted = True
+        log.warning("interrupted (%s): faults healed, cluster torn down", STOP.describe())
+    except EnvironmentFailure as e:
+        ending.failure = e
+        _point_at_collected_log(test, e)
+        log.error("the environment failed the run: %s\n%s", e, e.detail, exc_info=True)
+    try:
+        history.close()
+    except StoreError as e:
+        if ending.failure is None:
+            ending.failure = e
+    if isinstance(ending.failure, StoreError):
+        ending.store_errors.append(ending.failure)
+    return ending
+
+
+def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,
+                 teardown: _Teardown) -> None:
+    """Everything that needs the cluster; ``teardown`` learns what to undo as it is made."""
+    with _system_code(test, "db()"):
+        db = teardown.db = system.db(test)
+    test.remote.setup(test.nodes)
+    on_each_node(test.nodes, lambda node: _setup_node(test, db, node))
+    teardown.package = package = build_nemesis(
+        test.spec.nemesis, test, db, random.Random(test.spec.seed),
+        nodes=system.serving_nodes(test))
+    package.nemesis.setup(test)
+    with STOP.event_loop():
+        run_async(STOP.cancelling(
+            _clients_and_faults(test, system, workload, history, package)))
+
+
+def _setup_node(test: Test, db: Any, node: str) -> None:
+    with _system_code(test, f"setup on {node}"):
+        db.setup(test, node)
+
+
+@contextmanager
+def _system_code(test: Test, what: str) -> Iterator[None]:
+    """Calls into a user's system (``--system package.module:factory``): whatever it
+    raises means it could not be set up here, an environment failure, not a bug in
+    splitbrain. A bundled system's exceptions other than splitbrain's own are bugs."""
+    try:
+        yield
+    except SplitbrainError:
+        raise
+    except (Exception, SystemExit) as e:
+        if test.spec.system in SYSTEMS:
+            raise
+        text = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        raise EnvironmentFailure(f"the system's {what} failed: {type(e).__name__}"
+                                 + (f": {text}" if text else "")) from e
 
 
 async def _clients_and_faults(test: Test, system: Any, workload: Workload,
@@ -139,24 +197,39 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
         await interp.close()
 
 
-def _teardown(test: Test, db: Any, package: NemesisPackage | None,
-              history: HistoryWriter) -> None:
-    """Heals, collects logs, removes the system and the cluster; logs every failure."""
-    steps: list[tuple[str, Callable[[], None]]] = []
-    if package is not None:
-        steps.append(("heal faults", lambda: package.nemesis.teardown(test)))
-    if isinstance(db, LogFiles):
-        steps.append(("collect logs", lambda: _collect_logs(test, db)))
-    steps.append(("tear down the system",
-                  lambda: on_each_node(test.nodes, lambda n: db.teardown(test, n))))
-    steps.append(("tear down the cluster", test.remote.teardown))
-    for what, step in steps:
-        try:
-            step()
-        except Exception as e:  # keep going: later steps remove what this one could not
-            log.error("could not %s: %s", what, e)
-    with suppress(OSError):
-        history.sync()
+@dataclass
+class _Teardown:
+    """Undoes what ``_run_cluster`` made, once: heals, collects logs, removes the system
+    and the cluster, logging every step that fails and going on with the next."""
+
+    test: Test
+    history: HistoryWriter
+    db: Any = None
+    package: NemesisPackage | None = None
+    done: bool = False
+
+    def run(self) -> None:
+        STOP.finish_first("the teardown")
+        if self.done:
+            return
+        self.done = True
+        test, db, package = self.test, self.db, self.package
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if package is not None:
+            steps.append(("heal faults", lambda: package.nemesis.teardown(test)))
+        if db is not None and isinstance(db, LogFiles):
+            steps.append(("collect logs", lambda: _collect_logs(test, db)))
+        if db is not None:
+            steps.append(("tear down the system",
+                          lambda: on_each_node(test.nodes, lambda n: db.teardown(test, n))))
+        steps.append(("tear down the cluster", test.remote.teardown))
+        for what, step in steps:
+            try:
+                step()
+            except Exception as e:  # keep going: later steps remove what this one could not
+                log.error("could not %s: %s", what, e)
+        with suppress(SplitbrainError):  # a failed history says so at close
+            self.history.sync()
 
 
 def _collect_logs(test: Test, db: LogFiles) -> None:
@@ -170,88 +243,91 @@ def _collect_logs(test: Test, db: LogFiles) -> None:
                 log.warning("no log %s from %s: %s", path, node, e)
 
 
-def _check_and_report(test: Test, system: Any, workload: Workload,
-                      interrupted: bool) -> dict[str, Any]:
+def _point_at_collected_log(test: Test, failure: EnvironmentFailure) -> None:
+    """The node's own log is gone after teardown: name the copy in the store instead."""
+    if failure.node and failure.log_file:
+        copy = test.run_dir / "nodes" / failure.node / Path(failure.log_file).name
+        if copy.is_file():
+            failure.log_file = str(copy)
+
+
+def _check_and_report(test: Test, system: Any, workload: Workload, ending: _Ending,
+                      log_file: LogFile) -> dict[str, Any]:
     history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
-    if interrupted:
-        result: dict[str, Any] = {"valid": UNKNOWN, "anomalies": [],
-                                  "reason": "the run was interrupted before its final reads"}
-    else:
-        with run_progress() as progress:
-            progress.phase("checking the history")
-            result = workload.checker.check(test, history)
+    result = _verdict(test, workload, history, ending)
+    STOP.finish_first("the results and the report")
     result["run_dir"] = str(test.run_dir)
-    write_json(test.run_dir / "results.json", result)
+    _mark_interrupted(result)
+    _save_results(test, result, ending)
     report = None
     try:
         report = write_report(test.run_dir)
+    except StoreError as e:
+        ending.store_errors.append(e)
     except Exception as e:  # the verdict stands without its report; say why it is missing
         log.error("could not write report.html: %s", e, exc_info=True)
     print_summary(test, history, result, system.serving_nodes(test), report)
+    if _mark_interrupted(result):
+        _save_results(test, result, ending)  # a signal came while the report was drawn
+    if log_file.failed:
+        ending.store_errors.append(StoreError(f"could not write {log_file.path}",
+                                              path=log_file.path))
+    if ending.failure is not None and not isinstance(ending.failure, StoreError):
+        raise ending.failure
+    if ending.store_errors:
+        raise _store_failure(test, ending.store_errors, result)
     return result
 
 
-def _log_to(path: Path) -> None:
-    handler = logging.FileHandler(path)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-
-
-class _Interrupts:
-    """SIGINT and SIGTERM end the run; how depends on whether the event loop is running.
-
-    Outside the loop the handler raises KeyboardInterrupt, as Ctrl-C always does. Inside
-    it, the handler only cancels the main task: the loop then records every op in flight
-    as interrupted and unwinds, and ``_run_cluster`` turns the cancellation back into
-    KeyboardInterrupt. The handler never raises inside a loop callback, where the
-    exception would be swallowed and the run would carry on as if nothing happened.
-    """
-
-    _SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.received: int | None = None
-        self._task: asyncio.Task[Any] | None = None
-        self._saved: dict[int, Any] = {}
-
-    def __enter__(self) -> _Interrupts:
-        self._saved = {s: signal.signal(s, self._handle) for s in self._SIGNALS}
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for s, handler in self._saved.items():
-            signal.signal(s, handler)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        first = self.received is None
-        if first:
-            self.received = signum
-        task = self._task
-        if task is None:
-            raise KeyboardInterrupt
-        if first:
-            task.get_loop().call_soon_threadsafe(task.cancel)
-
-    async def cancelling(self, main: Coroutine[Any, Any, None]) -> None:
-        """Runs ``main`` as the task a signal cancels."""
-        self._task = asyncio.current_task()
-        try:
-            if self.received is not None:  # a signal came while the loop was starting
-                raise asyncio.CancelledError
-            await main
-        finally:
-            self._task = None
-            main.close()
-
-
-@contextmanager
-def _signals_ignored() -> Iterator[None]:
-    """Teardown must finish: a second Ctrl-C or SIGTERM while it runs is ignored."""
-    saved = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+def _verdict(test: Test, workload: Workload, history: list[Any],
+             ending: _Ending) -> dict[str, Any]:
+    if ending.failure is not None:
+        return {"valid": UNKNOWN, "anomalies": [], "reason": str(ending.failure)}
+    if ending.interrupted:
+        return {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
+                "reason": f"the run was interrupted ({STOP.describe()}) before its final reads"}
+    STOP.arm()
     try:
-        yield
-    finally:
-        for s, handler in saved.items():
-            signal.signal(s, handler)
+        with run_progress() as progress:
+            progress.phase("checking the history")
+            return workload.checker.check(test, history)
+    except KeyboardInterrupt:
+        return {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
+                "reason": f"interrupted ({STOP.describe()}) while checking the history"}
+
+
+def _mark_interrupted(result: dict[str, Any]) -> bool:
+    """Marks a verdict reached from a complete history that a signal came with: the
+    verdict stands, and the command exits 2."""
+    if not STOP.signals or "interrupted" in result:
+        return False
+    result["interrupted"] = (f"{STOP.describe()} after the history was complete: "
+                             "the verdict stands")
+    return True
+
+
+def _save_results(test: Test, result: dict[str, Any], ending: _Ending) -> None:
+    try:
+        write_json(test.run_dir / "results.json", result)
+    except StoreError as e:
+        if e not in ending.store_errors:
+            ending.store_errors.append(e)
+
+
+def _store_failure(test: Test, errors: list[StoreError], result: dict[str, Any]) -> StoreError:
+    """One line for everything the store could not take, with the verdict's exit code
+    when the run reached one (it was printed, only its record is missing)."""
+    names = []
+    for e in errors:
+        name = Path(str(e.path)).name if e.path is not None else str(e)
+        if name not in names:
+            names.append(name)
+    causes = {c.strerror for e in errors if isinstance(c := e.__cause__, OSError) and c.strerror}
+    why = f" ({', '.join(sorted(causes))})" if causes else ""
+    store = Path(test.spec.store)
+    verdict = result.get("valid")
+    reached = verdict is True or verdict is False
+    code = (0 if verdict is True else 1) if reached and not STOP.signals else StoreError.exit_code
+    kept = "the verdict above stands" if reached else "the run ends unknown"
+    return StoreError(f"the store at {store} could not be written{why}: "
+                      f"no {', '.join(names)} in {test.run_dir}; {kept}", exit_code=code)

@@ -17,13 +17,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
+from harness.errors import EnvironmentFailure
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 
-class ServerStartError(RuntimeError):
-    """A server did not come up on a node; the message carries its log's last lines."""
+class ServerStartError(EnvironmentFailure):
+    """A server did not come up on a node: the run ends "unknown". One line names the
+    node, what failed (with the log's last line) and the log file; ``detail`` keeps the
+    log's last lines for splitbrain.log."""
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,9 @@ class DaemonDB:
             if exited or time.monotonic() > deadline:
                 tail = test.remote.run(node, ["tail", "-n", "15", paths.logfile],
                                        check=False).stdout.strip()
-                why = "exited" if exited else f"was not ready within {self.startup_timeout:g} s"
-                raise ServerStartError(f"{self.server} on {node} {why}; last lines of "
-                                       f"{paths.logfile}:\n{tail or '(empty)'}")
+                why = ("exited as it started" if exited
+                       else f"was not ready within {self.startup_timeout:g} s")
+                last = tail.splitlines()[-1].strip()[:200] if tail else "its log is empty"
+                raise ServerStartError(f"{self.server} on {node} {why} ({last})", node=node,
+                                       log_file=paths.logfile, detail=tail)
             time.sleep(0.05)
