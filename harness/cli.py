@@ -11,15 +11,19 @@ and anything else is a bug, shown with its traceback (255).
 
 from __future__ import annotations
 
-import sys
-import traceback
-from typing import Any
+from harness.stop import STOP, started_as_command
 
-import click
+if started_as_command():  # a signal while the rest loads is remembered; main() ends it
+    STOP.install(starting=True)
 
-from harness.errors import EnvironmentFailure, SplitbrainError, UsageError
-from harness.history import HistoryError
-from harness.stop import STOP
+import sys  # noqa: E402 (the contract must begin before these load)
+import traceback  # noqa: E402
+from typing import Any  # noqa: E402
+
+import click  # noqa: E402
+
+from harness.errors import EnvironmentFailure, SplitbrainError, UsageError  # noqa: E402
+from harness.history import HistoryError  # noqa: E402
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 254, 255
 
@@ -130,7 +134,7 @@ def list_() -> None:
 
 def main() -> None:
     STOP.install()  # first of all: from here on every signal ends the process with exit 2
-    code = _command()
+    code = _command() if not STOP.signals else EXIT_UNKNOWN
     STOP.exiting()
     if STOP.signals:
         _say(f"interrupted ({STOP.describe()})")

@@ -9,7 +9,7 @@ are argument lists, never shell strings built by concatenation.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -84,11 +84,16 @@ class NoopRemote:
 
 def on_each_node(nodes: Iterable[str], action: Callable[[str], None]) -> None:
     """Runs ``action`` on every node at once (a fault or a restart should hit them
-    together), waits for all, then raises the first failure."""
+    together), waits for all, then raises the first failure. Interrupted (Ctrl-C), it
+    still waits for the actions under way: what follows (a teardown) must not race them."""
     nodes = list(nodes)
     if not nodes:
         return
-    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(nodes))
+    try:
         futures = [pool.submit(action, node) for node in nodes]
+        wait(futures)
+    finally:
+        pool.shutdown(wait=True)
     for future in futures:
         future.result()

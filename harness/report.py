@@ -10,7 +10,6 @@ under the faults that were active, and links to every file of the run.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from collections import Counter
 from pathlib import Path

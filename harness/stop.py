@@ -23,16 +23,18 @@ The first signal in a phase acts at most once: after it, the work unwinds to its
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import sys
 import threading
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager, suppress
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.errors import EXIT_UNKNOWN
+
+if TYPE_CHECKING:  # asyncio is imported where it is used: this module loads first of all
+    import asyncio
 
 T = TypeVar("T")
 
@@ -65,6 +67,7 @@ class StopRequests:
         self._missed = False
         """A signal came while the event loop ran with no main task to cancel."""
         self._exiting = False
+        self._starting = False
 
     @property
     def received(self) -> int | None:
@@ -97,11 +100,13 @@ class StopRequests:
                 for s, handler in self._saved.items():
                     signal.signal(s, handler)
 
-    def install(self) -> None:
-        """Handles SIGINT and SIGTERM from now until the process exits (the command
-        line's first instruction)."""
-        self._depth += 1
-        if self._depth == 1:
+    def install(self, *, starting: bool = False) -> None:
+        """Handles SIGINT and SIGTERM from now until the process exits. ``starting``:
+        the process is still loading the command line's code, so a signal is only
+        remembered until ``install()`` is called again, from ``main``."""
+        self._starting = starting
+        if self._depth == 0:
+            self._depth = 1
             self._pid = os.getpid()
             for s in SIGNALS:
                 signal.signal(s, self._handle)
@@ -130,6 +135,8 @@ class StopRequests:
             return
         self.signals.append(signum)
         name = signal.Signals(signum).name
+        if self._starting:
+            return
         if self._exiting:
             for stream in (sys.stdout, sys.stderr):
                 with suppress(Exception):
@@ -160,6 +167,8 @@ class StopRequests:
         """Wraps running an event loop whose main coroutine is ``cancelling(...)``: a
         signal cancels that task instead of raising inside the loop, and the block ends
         with KeyboardInterrupt as it would outside a loop."""
+        import asyncio
+
         self._in_loop, self._missed = True, False
         try:
             yield
@@ -174,6 +183,8 @@ class StopRequests:
 
     async def cancelling(self, main: Coroutine[Any, Any, T]) -> T:
         """Runs ``main`` as the task a signal cancels."""
+        import asyncio
+
         self._task = asyncio.current_task()
         try:
             if self._missed:  # a signal came while the loop was starting
@@ -186,3 +197,11 @@ class StopRequests:
 
 STOP = StopRequests()
 """The process's signal contract."""
+
+
+def started_as_command() -> bool:
+    """Whether this process is the ``splitbrain`` command (its console script, or
+    ``python -c "from harness.cli import main; main()"``) rather than a program that
+    imports splitbrain: only then does the contract begin before ``main`` runs."""
+    argv0 = sys.argv[0] if sys.argv else ""
+    return argv0 == "-c" or os.path.basename(argv0) == "splitbrain"
