@@ -135,11 +135,11 @@ class HistoryWriter:
         if self._file.closed:
             return
         try:
-            self.sync()
+            if self.failure is None:
+                self.sync()
         finally:
-            if not self._file.closed:
-                with contextlib.suppress(OSError):  # its buffer cannot be written either
-                    self._file.close()
+            with contextlib.suppress(OSError):  # a buffer that cannot be written either
+                self._file.close()
 
     def _failed(self, e: OSError, lost: str) -> StoreError:
         if self.failure is None:

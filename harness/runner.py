@@ -16,6 +16,7 @@ line, after the verdict it could not record.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import random
@@ -317,17 +318,20 @@ def _save_results(test: Test, result: dict[str, Any], ending: _Ending) -> None:
 def _store_failure(test: Test, errors: list[StoreError], result: dict[str, Any]) -> StoreError:
     """One line for everything the store could not take, with the verdict's exit code
     when the run reached one (it was printed, only its record is missing)."""
-    names = []
+    names: list[str] = []
     for e in errors:
         name = Path(str(e.path)).name if e.path is not None else str(e)
         if name not in names:
             names.append(name)
-    causes = {c.strerror for e in errors if isinstance(c := e.__cause__, OSError) and c.strerror}
-    why = f" ({', '.join(sorted(causes))})" if causes else ""
-    store = Path(test.spec.store)
+    causes = [c for e in errors if isinstance(c := e.__cause__, OSError)]
+    full = any(c.errno in (errno.ENOSPC, errno.EDQUOT) for c in causes)
+    why = sorted({c.strerror for c in causes if c.strerror})
+    state = "is full" if full else "could not be written"
     verdict = result.get("valid")
-    reached = verdict is True or verdict is False
-    code = (0 if verdict is True else 1) if reached and not STOP.signals else StoreError.exit_code
+    reached = (verdict is True or verdict is False) and not STOP.signals
+    code = (0 if verdict is True else 1) if reached else StoreError.exit_code
     kept = "the verdict above stands" if reached else "the run ends unknown"
-    return StoreError(f"the store at {store} could not be written{why}: "
-                      f"no {', '.join(names)} in {test.run_dir}; {kept}", exit_code=code)
+    return StoreError(f"the store at {test.spec.store} {state}"
+                      + (f" ({', '.join(why)})" if why else "")
+                      + f": could not write {', '.join(names)} of {test.run_dir}; {kept}",
+                      exit_code=code)
