@@ -237,6 +237,15 @@ USER_SYSTEMS = textwrap.dedent('''
             pass
 
 
+    class BrokenNodeDB:
+        """A node on which a setup command fails."""
+        def setup(self, test, node):
+            test.remote.run(node, ["sh", "-c", "echo disk on fire >&2; exit 3"])
+
+        def teardown(self, test, node):
+            pass
+
+
     class System:
         name = "user"
 
@@ -259,6 +268,10 @@ USER_SYSTEMS = textwrap.dedent('''
 
     def licensed(options):
         return System(LicensedDB())
+
+
+    def broken_node(options):
+        return System(BrokenNodeDB())
 ''')
 
 
@@ -301,4 +314,15 @@ def test_a_user_db_whose_setup_raises_ends_unknown_with_one_line(tmp_path):
     assert watch.run_dir is not None
     assert "no license key" in _results(watch.run_dir)["reason"]
     assert (watch.run_dir / "report.html").exists()
+    assert not watch.leftovers()
+
+
+def test_a_command_failing_on_a_node_during_setup_ends_unknown_with_one_line(tmp_path):
+    watch, code, out, err = _user_run(tmp_path, "broken_node")
+    assert code == 2, out + err
+    assert "Traceback" not in err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("splitbrain: n") and line.endswith("disk on fire"), err
+    assert watch.run_dir is not None
+    assert "disk on fire" in _results(watch.run_dir)["reason"]
     assert not watch.leftovers()
