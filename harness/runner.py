@@ -254,9 +254,14 @@ def _point_at_collected_log(test: Test, failure: EnvironmentFailure) -> None:
 
 def _check_and_report(test: Test, system: Any, workload: Workload, ending: _Ending,
                       log_file: LogFile) -> dict[str, Any]:
-    history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
-    result = _verdict(test, workload, history, ending)
     STOP.finish_first("the results and the report")
+    history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
+    try:
+        result = _verdict(test, workload, history, ending)
+        STOP.finish_first("the results and the report")  # inside: a signal before it counts
+    except KeyboardInterrupt:
+        result = {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
+                  "reason": f"interrupted ({STOP.describe()}) while checking the history"}
     result["run_dir"] = str(test.run_dir)
     _mark_interrupted(result)
     _save_results(test, result, ending)
@@ -287,14 +292,10 @@ def _verdict(test: Test, workload: Workload, history: list[Any],
     if ending.interrupted:
         return {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
                 "reason": f"the run was interrupted ({STOP.describe()}) before its final reads"}
-    STOP.arm()
-    try:
-        with run_progress() as progress:
-            progress.phase("checking the history")
-            return workload.checker.check(test, history)
-    except KeyboardInterrupt:
-        return {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
-                "reason": f"interrupted ({STOP.describe()}) while checking the history"}
+    STOP.arm()  # a check may take long: a signal stops it (KeyboardInterrupt)
+    with run_progress() as progress:
+        progress.phase("checking the history")
+        return workload.checker.check(test, history)
 
 
 def _mark_interrupted(result: dict[str, Any]) -> bool:
