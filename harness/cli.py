@@ -139,6 +139,7 @@ def main() -> None:
     if STOP.signals:
         _say(f"interrupted ({STOP.describe()})")
         code = EXIT_UNKNOWN
+    STOP.shutting_down()
     sys.exit(code)
 
 
