@@ -142,8 +142,6 @@ class StopRequests:
             return
         self.signals.append(signum)
         name = signal.Signals(signum).name
-        if self._starting:
-            return
         if self._exiting:
             for stream in (sys.stdout, sys.stderr):
                 with suppress(Exception):
@@ -153,6 +151,8 @@ class StopRequests:
             _say(f"splitbrain: {name} again: exiting at once; if a run was under way, "
                  "`splitbrain cleanup` removes what it left behind")
             os._exit(EXIT_UNKNOWN)
+        if self._starting:
+            return
         if self._finishing is not None:
             _say(f"splitbrain: {name}: finishing {self._finishing} first "
                  f"(signal {FORCE_AFTER} times to exit at once)")
