@@ -44,8 +44,8 @@ def new_run_dir(store: str | Path, test_name: str) -> Path:
         run_dir.mkdir(parents=True)
         (run_dir / "nodes").mkdir()
         made.insert(0, run_dir / "nodes")
-        write_bytes_atomic(run_dir / ".writable", b"\0" * PROBE_BYTES)
-        (run_dir / ".writable").unlink()
+        write_bytes_atomic(run_dir / "probe", b"\0" * PROBE_BYTES)
+        (run_dir / "probe").unlink()
         _point(root / "latest", run_dir)
         _point(root / test_name / "latest", run_dir)
     except (OSError, StoreError) as e:
