@@ -134,11 +134,12 @@ def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWr
     """Everything that needs the cluster; ``teardown`` learns what to undo as it is made."""
     with _system_code(test, "db()"):
         db = teardown.db = system.db(test)
+    with _system_code(test, "serving_nodes()"):
+        serving = system.serving_nodes(test)
     test.remote.setup(test.nodes)
     on_each_node(test.nodes, lambda node: _setup_node(test, db, node))
     teardown.package = package = build_nemesis(
-        test.spec.nemesis, test, db, random.Random(test.spec.seed),
-        nodes=system.serving_nodes(test))
+        test.spec.nemesis, test, db, random.Random(test.spec.seed), nodes=serving)
     package.nemesis.setup(test)
     with STOP.event_loop():
         run_async(STOP.cancelling(
