@@ -326,3 +326,22 @@ def test_a_command_failing_on_a_node_during_setup_ends_unknown_with_one_line(tmp
     assert watch.run_dir is not None
     assert "disk on fire" in _results(watch.run_dir)["reason"]
     assert not watch.leftovers()
+
+
+def test_a_third_signal_during_teardown_exits_at_once_and_cleanup_removes_the_rest(tmp_path):
+    watch = RunWatch(tmp_path, "-o", "variant=atomic", "--nemesis", "none", "--nodes", "3",
+                     "--time-limit", "1", "--concurrency", "4")
+    deadline = time.monotonic() + 60
+    while watch.run_dir is None or not any((watch.run_dir / "nodes").glob("*/*.log")):
+        assert time.monotonic() < deadline and watch.proc.poll() is None, watch.finish()
+        time.sleep(0.002)
+    for _ in range(3):
+        watch.proc.send_signal(signal.SIGINT)
+        time.sleep(0.01)
+    code, out, err = watch.finish()
+    assert code == 2, out + err
+    assert "Traceback" not in err
+    assert "`splitbrain cleanup`" in err.strip().splitlines()[-1], err
+    r = subprocess.run([*CLI, "cleanup"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert not watch.leftovers()
