@@ -154,7 +154,7 @@ def _command() -> int:
     """Runs the command line; returns the exit code, having said why if it is not a
     verdict's."""
     try:
-        cli.main(standalone_mode=False)
+        returned = cli.main(standalone_mode=False)  # the code of --help's exit, say
     except (click.exceptions.Abort, KeyboardInterrupt):
         if not STOP.signals:
             _say("interrupted")
@@ -179,4 +179,4 @@ def _command() -> int:
         traceback.print_exc()
         _say("internal error (the traceback above is a bug)")
         return EXIT_INTERNAL
-    return EXIT_VALID
+    return returned if isinstance(returned, int) else EXIT_VALID
