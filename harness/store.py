@@ -15,6 +15,7 @@ import errno
 import json
 import logging
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -96,10 +97,8 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
-        try:
+        with suppress(OSError):
             tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise StoreError(f"could not write {path} ({e.strerror or e})", path=path) from e
 
 
@@ -125,7 +124,10 @@ class _LogHandler(logging.FileHandler):
             super().emit(record)
 
     def handleError(self, record: logging.LogRecord) -> None:
-        self.record.failed = True
+        if isinstance(sys.exc_info()[1], OSError):
+            self.record.failed = True
+        else:  # a bad log call is a bug: let logging show it
+            super().handleError(record)
 
 
 @contextmanager
