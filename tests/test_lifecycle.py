@@ -345,3 +345,42 @@ def test_a_third_signal_during_teardown_exits_at_once_and_cleanup_removes_the_re
     r = subprocess.run([*CLI, "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not watch.leftovers()
+
+
+SLOW_CHECK = textwrap.dedent('''
+    """The counter workload whose check takes a minute, as a long linearizability search can."""
+    import dataclasses
+    import time
+
+    from workloads.counter import make_workload as counter
+
+
+    class SlowChecker:
+        def check(self, test, history):
+            (test.run_dir / "checking").write_text("")
+            time.sleep(60)
+            return {"valid": True, "anomalies": []}
+
+
+    def make_workload(options):
+        return dataclasses.replace(counter(options), checker=SlowChecker())
+''')
+
+
+def test_a_signal_during_the_check_ends_it_and_the_run_is_unknown(tmp_path):
+    (tmp_path / "slowcheck.py").write_text(SLOW_CHECK)
+    path = os.pathsep.join(p for p in (str(tmp_path), os.environ.get("PYTHONPATH")) if p)
+    watch = RunWatch(tmp_path, *SHORT_RUN, "--workload", "slowcheck:make_workload",
+                     env={"PYTHONPATH": path})
+    deadline = time.monotonic() + 60
+    while watch.run_dir is None or not (watch.run_dir / "checking").exists():
+        assert time.monotonic() < deadline and watch.proc.poll() is None, watch.finish()
+        time.sleep(0.01)
+    watch.proc.send_signal(signal.SIGTERM)
+    code, out, err = watch.finish(timeout=30)
+    assert code == 2, out + err
+    assert "Traceback" not in err
+    results = _results(watch.run_dir)
+    assert results["valid"] == "unknown" and "while checking" in results["reason"], results
+    assert (watch.run_dir / "report.html").exists()
+    assert not watch.leftovers()
