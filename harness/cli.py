@@ -106,7 +106,7 @@ def serve(store: str, port: int) -> None:
 @cli.command()
 def cleanup() -> None:
     """Remove what a crashed or killed run left behind (from splitbrain's own records)."""
-    from harness.cleanup import cleanup_all
+    from harness.cluster.cleanup import cleanup_all
 
     for line in cleanup_all():
         click.echo(line)

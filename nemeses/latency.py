@@ -5,7 +5,7 @@ Slow links are where timeouts stop meaning what their authors assumed: an electi
 timeout shorter than a round trip, a lease that expires in flight, a retry that lands
 after the original. Kernels without netem (this machine's, for one) cannot delay packets
 with ``tc``, so each node runs ``delayer.py``, a small netfilter-queue program, and an
-iptables rule hands it the packets from the other nodes (``harness.net``); it lets each
+iptables rule hands it the packets from the other nodes (``harness.cluster.net``); it lets each
 one through after the delay. The controller's traffic is never delayed.
 """
 
@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import net
+from harness.cluster import net
+from harness.cluster.remote import on_each_node
 from harness.daemon import daemon_running, node_python, start_daemon, stop_daemon
 from harness.history import Op
-from harness.remote import on_each_node
 
 if TYPE_CHECKING:
     from harness.context import Test

@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
-from harness.errors import UsageError
+from harness.cluster.remote import require_programs
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.options import choices, seconds
@@ -70,8 +69,8 @@ class EtcdDB(DaemonDB):
         self.cluster_token = cluster_token
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
-        address = test.remote.address(node)
-        peers = ",".join(f"{n}=http://{test.remote.address(n)}:{PEER_PORT}"
+        address = test.remote.peer_address(node)
+        peers = ",".join(f"{n}=http://{test.remote.peer_address(n)}:{PEER_PORT}"
                          for n in test.nodes)
         return ["etcd", "--name", node, "--data-dir", paths.data_dir,
                 "--listen-client-urls", f"http://{address}:{CLIENT_PORT}",
@@ -83,10 +82,14 @@ class EtcdDB(DaemonDB):
                 # Elections in about a second, so that a run sees several.
                 "--heartbeat-interval", "100", "--election-timeout", "1000"]
 
+    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
+        require_programs(test.remote, node, ["etcd"], "apt-get install etcd-server")
+
     def ready(self, test: Test, node: str) -> bool:
         """The member answers (bootstrapping members wait for each other's quorum in
         parallel, so this is not yet a health check of the cluster)."""
-        url = f"http://{test.remote.address(node)}:{CLIENT_PORT}/version"
+        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        url = f"http://{host}:{port}/version"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(url, timeout=0.5) as r:
@@ -210,12 +213,10 @@ class EtcdSystem:
         return list(test.nodes)
 
     async def open_client(self, test: Test, node: str) -> EtcdCounterClient:
-        return EtcdCounterClient(self.options,
-                                 f"http://{test.remote.address(node)}:{CLIENT_PORT}")
+        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        return EtcdCounterClient(self.options, f"http://{host}:{port}")
 
 
 def make_system(options: dict[str, str]) -> EtcdSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    if shutil.which("etcd") is None:
-        raise UsageError("etcd is not installed here (apt-get install etcd-server)")
     return EtcdSystem(EtcdOptions.parse(options))

@@ -21,14 +21,13 @@ lost connection while the COMMIT (or the single UPDATE) may have run is ``info``
 from __future__ import annotations
 
 import asyncio
-import glob
 import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from harness.errors import UsageError
+from harness.errors import EnvironmentFailure
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.options import choices, seconds
@@ -61,12 +60,14 @@ class PostgresOptions:
         return cls(**values)
 
 
-def binaries() -> str:
-    """The directory of the newest installed PostgreSQL server's programs."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+def binaries(test: Test, node: str) -> str:
+    """The directory of the newest PostgreSQL server's programs installed on ``node``."""
+    listed = test.remote.run(node, ["sh", "-c", "ls -d /usr/lib/postgresql/*/bin/postgres"],
+                             check=False).stdout.split()
+    found = sorted((p for p in listed if p.split("/")[4].isdigit()),
+                   key=lambda p: int(p.split("/")[4]))
     if not found:
-        raise UsageError("PostgreSQL is not installed here (apt-get install postgresql)")
+        raise EnvironmentFailure(f"node {node} lacks PostgreSQL (apt-get install postgresql)")
     return posixpath.dirname(found[-1])
 
 
@@ -75,9 +76,9 @@ class PostgresDB(DaemonDB):
 
     server = "postgres"
 
-    def __init__(self, options: PostgresOptions, bin_dir: str) -> None:
+    def __init__(self, options: PostgresOptions) -> None:
         self.options = options
-        self.bin_dir = bin_dir
+        self.bin_dir = ""  # found on the node in prepare()
 
     def nodes(self, test: Test) -> list[str]:
         return test.nodes[:1]
@@ -87,6 +88,7 @@ class PostgresDB(DaemonDB):
 
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         run = test.remote.run
+        self.bin_dir = binaries(test, node)
         run(node, ["chown", f"{USER}:{USER}", paths.data_dir])
         run(node, ["chmod", "700", paths.data_dir])
         run(node, self._as_user("initdb", "-D", paths.data_dir, "-U", USER, "--auth=trust",
@@ -97,19 +99,20 @@ class PostgresDB(DaemonDB):
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         return self._as_user(
-            "postgres", "-D", paths.data_dir, "-c", f"listen_addresses={test.remote.address(node)}",
+            "postgres", "-D", paths.data_dir,
+            "-c", f"listen_addresses={test.remote.peer_address(node)}",
             "-c", f"port={PORT}", "-c", "unix_socket_directories=",
             "-c", f"synchronous_commit={self.options.synchronous_commit}")
 
     def ready(self, test: Test, node: str) -> bool:
         found = test.remote.run(node, [posixpath.join(self.bin_dir, "pg_isready"), "-q", "-h",
-                                       test.remote.address(node), "-p", str(PORT)],
+                                       test.remote.peer_address(node), "-p", str(PORT)],
                                 check=False)
         return found.returncode == 0
 
     def initialize(self, test: Test, node: str) -> None:
         test.remote.run(node, self._as_user(
-            "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.address(node), "-p",
+            "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.peer_address(node), "-p",
             str(PORT), "-U", USER, "-c",
             "CREATE TABLE likes (n bigint NOT NULL); INSERT INTO likes VALUES (0);"))
 
@@ -120,8 +123,8 @@ class PostgresDB(DaemonDB):
 class PostgresCounterClient:
     """A worker's connection to n1, opened when needed and dropped after any doubt."""
 
-    def __init__(self, options: PostgresOptions, address: str) -> None:
-        self.options, self.address = options, address
+    def __init__(self, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
+        self.options, self.endpoint = options, endpoint
         self.conn: asyncpg.Connection | None = None
 
     async def invoke(self, test: Test, op: Op) -> Op:
@@ -129,7 +132,8 @@ class PostgresCounterClient:
             return op.fail(f"the postgres counter has no operation {op.f!r}")
         try:
             if self.conn is None or self.conn.is_closed():
-                self.conn = await asyncpg.connect(host=self.address, port=PORT, user=USER,
+                self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
+                                                  user=USER,
                                                   database=USER,
                                                   timeout=self.options.timeout / 2)
         except (TimeoutError, OSError, asyncpg.PostgresError) as e:
@@ -176,9 +180,9 @@ class PostgresSystem:
     name = "postgres"
     recovery_time = 1.0
 
-    def __init__(self, options: PostgresOptions, bin_dir: str) -> None:
+    def __init__(self, options: PostgresOptions) -> None:
         self.options = options
-        self._db = PostgresDB(options, bin_dir)
+        self._db = PostgresDB(options)
 
     def db(self, test: Test) -> PostgresDB:
         return self._db
@@ -187,9 +191,9 @@ class PostgresSystem:
         return self._db.nodes(test)
 
     async def open_client(self, test: Test, node: str) -> PostgresCounterClient:
-        return PostgresCounterClient(self.options, test.remote.address(node))
+        return PostgresCounterClient(self.options, test.remote.endpoint(node, PORT))
 
 
 def make_system(options: dict[str, str]) -> PostgresSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    return PostgresSystem(PostgresOptions.parse(options), binaries())
+    return PostgresSystem(PostgresOptions.parse(options))

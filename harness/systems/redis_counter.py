@@ -22,13 +22,13 @@ command was sent is ``info``. The connection never retries a command on its own.
 from __future__ import annotations
 
 import asyncio
-import shutil
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio.connection
 
+from harness.cluster.remote import require_programs
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
@@ -85,18 +85,21 @@ class RedisDB(DaemonDB):
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
-        argv = ["redis-server", "--bind", test.remote.address(node), "--port", str(o.port),
+        argv = ["redis-server", "--bind", test.remote.peer_address(node), "--port", str(o.port),
                 "--dir", paths.data_dir, "--save", "", "--protected-mode", "no",
                 "--daemonize", "no", "--appendonly", "no" if o.persistence == "none" else "yes"]
         if o.persistence != "none":
             argv += ["--appendfsync", o.persistence]
         primary = test.nodes[0]
         if o.replicas == "async" and node != primary:
-            argv += ["--replicaof", test.remote.address(primary), str(o.port)]
+            argv += ["--replicaof", test.remote.peer_address(primary), str(o.port)]
         return argv
 
+    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
+        require_programs(test.remote, node, ["redis-server"], "apt-get install redis-server")
+
     def ready(self, test: Test, node: str) -> bool:
-        client = redis.Redis(test.remote.address(node), self.options.port,
+        client = redis.Redis(*test.remote.endpoint(node, self.options.port),
                              socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
             return bool(client.ping())
@@ -198,15 +201,13 @@ class RedisSystem:
 
     async def open_client(self, test: Test, node: str) -> RedisCounterClient:
         o = self.options
-        reads = _Link(test.remote.address(node), o.port, o.timeout)
+        reads = _Link(*test.remote.endpoint(node, o.port), o.timeout)
         primary = test.nodes[0]
-        writes = reads if node == primary else _Link(test.remote.address(primary), o.port,
+        writes = reads if node == primary else _Link(*test.remote.endpoint(primary, o.port),
                                                      o.timeout)
         return RedisCounterClient(o, writes, reads)
 
 
 def make_system(options: dict[str, str]) -> RedisSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    if shutil.which("redis-server") is None:
-        raise UsageError("redis-server is not installed here (apt-get install redis-server)")
     return RedisSystem(RedisOptions.parse(options))

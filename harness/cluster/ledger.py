@@ -123,7 +123,7 @@ def new_ledger(state_dir: Path = STATE_DIR, **data: Any) -> Ledger:
 
 def all_ledgers(state_dir: Path = STATE_DIR) -> list[Ledger]:
     """Every readable ledger; an empty or unreadable file (a crash at creation) is skipped."""
-    out = []
+    out: list[Ledger] = []
     directory = ledger_dir(state_dir)
     if not directory.is_dir():
         return out
