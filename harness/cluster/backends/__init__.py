@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "local": "harness.cluster.backends.local",
+    "docker": "harness.cluster.backends.docker",
 }
 
 
