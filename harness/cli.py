@@ -124,9 +124,13 @@ def image() -> None:
 def build() -> None:
     """Build splitbrain's node image from Debian packages (a few minutes, no registry)."""
     from harness.cluster.backends.docker import connect
-    from harness.cluster.image import build_image
+    from harness.cluster.image import build_image, default_image, image_exists
 
-    build_image(connect(), progress=lambda line: click.echo(line, err=True))
+    client = connect()
+    if image_exists(client, default_image()):
+        click.echo(f"{default_image()} is built and up to date")
+        return
+    build_image(client, progress=lambda line: click.echo(line, err=True))
 
 
 @cli.command(name="list")

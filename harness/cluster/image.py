@@ -23,25 +23,38 @@ import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import docker.errors
 
 from harness.errors import UsageError
 
 SUITE = "bookworm"
 PACKAGES = ("python3", "iptables", "iproute2", "procps", "tini", "redis-server",
             "etcd-server", "postgresql")
-ENTRYPOINT = ["/usr/bin/tini", "--", "sleep", "infinity"]
+ENTRYPOINT = ["/usr/bin/tini", "--"]
 """tini is PID 1: it reaps daemons the nemesis kills, so none lingers as a zombie."""
+CMD = ["sleep", "infinity"]
 REPOSITORY = "splitbrain-node"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CACHE_DIR = Path("/var/cache/splitbrain/debootstrap")
 
-_RECIPE = {"suite": SUITE, "packages": PACKAGES, "entrypoint": ENTRYPOINT, "version": 1}
+_RECIPE = {"suite": SUITE, "packages": PACKAGES, "entrypoint": ENTRYPOINT, "cmd": CMD,
+           "version": 1}
 
 
 def default_image() -> str:
     """``splitbrain-node:<hash of the recipe>``."""
     digest = hashlib.sha256(json.dumps(_RECIPE, sort_keys=True).encode()).hexdigest()
     return f"{REPOSITORY}:{digest[:12]}"
+
+
+def image_exists(client: Any, tag: str) -> bool:
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        return False
+    return True
 
 
 def build_command() -> str:
@@ -71,7 +84,7 @@ def apt_mirror(root: Path = Path("/etc/apt")) -> str:
     return DEFAULT_MIRROR
 
 
-def build_image(client: object, tag: str | None = None,
+def build_image(client: Any, tag: str | None = None,
                 progress: Callable[[str], None] = print) -> str:
     """Builds the node image (a few minutes) and returns its tag."""
     tag = tag or default_image()
@@ -90,8 +103,8 @@ def build_image(client: object, tag: str | None = None,
         subprocess.run(["tar", "-C", str(rootfs), "--numeric-owner", "-cf", str(archive),
                         "."], check=True)
         repository, _, version = tag.partition(":")
-        api = client.api  # type: ignore[attr-defined]
-        changes = [f"ENTRYPOINT {json.dumps(ENTRYPOINT)}",
+        api = client.api
+        changes = [f"ENTRYPOINT {json.dumps(ENTRYPOINT)}", f"CMD {json.dumps(CMD)}",
                    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                    f"LABEL splitbrain.recipe={tag}"]
         api.import_image(src=str(archive), repository=repository, tag=version or "latest",
