@@ -76,11 +76,9 @@ def apt_mirror(root: Path = Path("/etc/apt")) -> str:
                 if SUITE in suites and fields.get("Types", "deb").split()[0] == "deb":
                     return fields["URIs"].split()[0]
         for line in text.splitlines():
-            words = line.split("#", 1)[0].split()
-            if len(words) >= 3 and words[0] == "deb":
-                uri_at = 2 if words[1].startswith("[") else 1
-                if words[uri_at + 1:uri_at + 2] == [SUITE]:
-                    return words[uri_at]
+            words = re.sub(r"\[[^]]*\]", " ", line.split("#", 1)[0]).split()
+            if len(words) >= 3 and words[0] == "deb" and words[2] == SUITE:
+                return words[1]
     return DEFAULT_MIRROR
 
 
