@@ -5,13 +5,15 @@ other runs on this machine change nothing here) and must: run commands with a ti
 that kills them on the node, move files both ways, host daemons that can be started,
 killed, paused and resumed, take partitions, packet loss and latency between nodes
 while the controller still reaches every node, tear down to nothing, and be cleaned up
-by ``splitbrain cleanup`` after its controller is SIGKILLed. The Docker backend needs a
+by ``splitbrain cleanup`` after its controller is SIGKILLed (on Docker, the labels'
+sweep is tested too). The Docker backend needs a
 running engine and the node image (``splitbrain image build``); it is skipped with the
 reason when either is missing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -263,3 +265,35 @@ def test_teardown_and_cleanup_after_sigkill_leave_nothing(backend, tmp_path):
     lines = cleanup_all(state)
     assert leftovers(backend, run_id) == [], lines
     assert cleanup_all(state) == ["nothing to clean up"]
+
+
+def test_docker_sweep_removes_only_labelled_containers_of_dead_controllers(tmp_path):
+    """The labels are a safety net for a run whose ledger is lost: cleanup removes a
+    labelled container whose controller is dead, and leaves one whose controller lives
+    and one splitbrain never labelled."""
+    skip_unless_ready("docker")
+    from harness.cluster.backends.docker import CONTROLLER_LABEL, RUN_LABEL, connect
+    from harness.cluster.image import default_image
+    from harness.cluster.ledger import process_start_time
+
+    api = connect().api
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    me = f"{os.getpid()}:{process_start_time(os.getpid())}"
+    made = {
+        "orphan": {RUN_LABEL: "sweep1", CONTROLLER_LABEL: f"{dead.pid}:1"},
+        "alive": {RUN_LABEL: "sweep2", CONTROLLER_LABEL: me},
+        "foreign": {"someone.else": "x"},
+    }
+    names = {key: f"sbtest-sweep-{key}-{os.getpid()}" for key in made}
+    try:
+        for key, labels in made.items():
+            api.create_container(default_image(), name=names[key], labels=labels)
+        lines = cleanup_all(tmp_path)
+        left = {c["Names"][0].lstrip("/") for c in api.containers(all=True)}
+        assert names["orphan"] not in left, lines
+        assert names["alive"] in left and names["foreign"] in left
+    finally:
+        for name in names.values():
+            with contextlib.suppress(Exception):
+                api.remove_container(name, force=True)
