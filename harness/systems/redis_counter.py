@@ -14,9 +14,10 @@ the node's workdir) and the counter is one key. The options choose the design:
   primary updates asynchronously: stale reads, and a primary that restarts empty wipes
   its replicas too.
 
-Client errors are classified as Jepsen's are: no connection, or a definite error reply
-(``READONLY``, ``LOADING``, ...), is ``fail``; a timeout or a connection lost after the
-command was sent is ``info``. The connection never retries a command on its own.
+Client errors follow the shared rule (``harness.client``): no connection, or a definite
+error reply (``READONLY``, ``LOADING``, ...), is ``fail``; a timeout or a connection lost
+after the command may have been sent is ``info``. The connection never retries a command
+on its own.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 import redis.asyncio.connection
 
+from harness.client import Request
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
@@ -106,6 +108,15 @@ class RedisDB(DaemonDB):
             client.close()
 
 
+def definite(error: BaseException) -> str | None:
+    """Redis's allowlist: an error reply (``-ERR``, ``-WRONGTYPE``, ``-READONLY``,
+    ``-LOADING``, ...). Redis executes a command whole or not at all, and answers with an
+    error only for one it did not execute."""
+    if isinstance(error, redis.ResponseError | redis.BusyLoadingError):
+        return f"error reply: {error}"
+    return None
+
+
 class _Link:
     """One connection to one node, opened when needed and dropped after any error, so an
     error belongs to one command; it never resends a command."""
@@ -125,11 +136,16 @@ class _Link:
         return await self.conn.read_response()
 
     async def drop(self) -> None:
-        await self.conn.disconnect()
+        await self.conn.disconnect(nowait=True)  # a dead peer cannot hold up the close
 
 
 class RedisCounterClient:
-    """A worker's client: adds go to the primary's link, reads to its own node's."""
+    """A worker's client: adds go to the primary's link, reads to its own node's.
+
+    Classified by the shared rule (``harness.client``): an add is ``fail`` when its link
+    could not connect, when the read of a get-set failed (nothing was written yet), or on
+    an error reply; once its write may have been sent, anything else is ``info``.
+    """
 
     def __init__(self, options: RedisOptions, writes: _Link, reads: _Link) -> None:
         self.options, self.writes, self.reads = options, writes, reads
@@ -142,38 +158,30 @@ class RedisCounterClient:
         return op.fail(f"the redis counter has no operation {op.f!r}")
 
     async def _add(self, op: Op) -> Op:
+        request = Request(op, definite)
         try:
             await self.writes.connect()
-        except (redis.RedisError, OSError) as e:
-            await self.writes.drop()
-            return op.fail(f"no connection: {e}")
-        sent = False
-        try:
             if self.options.client == "incr":
-                sent = True
+                request.sending()
                 await self.writes.command("INCRBY", KEY, op.value)
             else:
                 count = int(await self.writes.command("GET", KEY) or 0)
                 await asyncio.sleep(self.options.window)
-                sent = True
+                request.sending()
                 await self.writes.command("SET", KEY, count + op.value)
-            return op.ok(op.value)
-        except redis.ResponseError as e:  # the server refused it: nothing was applied
-            return op.fail(f"error reply: {e}")
-        except (TimeoutError, redis.RedisError, OSError) as e:
+        except Exception as e:
             await self.writes.drop()
-            return op.info(f"{type(e).__name__}: {e}") if sent else op.fail(str(e))
+            return request.completion(e)
+        return op.ok(op.value)
 
     async def _read(self, op: Op) -> Op:
+        request = Request(op, effects=False)
         try:
             await self.reads.connect()
-            value = await self.reads.command("GET", KEY)
-            return op.ok(int(value or 0))
-        except redis.ResponseError as e:
-            return op.fail(f"error reply: {e}")
-        except (TimeoutError, redis.RedisError, OSError, ValueError) as e:
+            return op.ok(int(await self.reads.command("GET", KEY) or 0))
+        except Exception as e:
             await self.reads.drop()
-            return op.fail(f"{type(e).__name__}: {e}")
+            return request.completion(e)
 
     async def close(self) -> None:
         await self.writes.drop()
