@@ -7,7 +7,8 @@ error before that (refused, unreachable, connect timed out) is then a ``fail``; 
 after it is judged by the client's allowlist, ``info`` by default.
 
 Every request opens a fresh connection (``force_close``) that the server closes after
-answering, so an error belongs to exactly one request. aiohttp never resends a POST.
+answering, and is sent once (aiohttp's resending of idempotent requests is switched off),
+so an error belongs to exactly one request.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class HttpLink:
             base_url, connector=aiohttp.TCPConnector(force_close=True),
             timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=timeout / 2),
             trace_configs=[trace])
+        # aiohttp resends an idempotent request (a GET) once when its connection drops:
+        # one op, one request, so that an error is that request's own.
+        self.session._retry_connection = False
 
     async def request(self, request: Request, method: str, path: str,
                       payload: Any = None) -> Any:

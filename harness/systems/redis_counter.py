@@ -23,7 +23,9 @@ on its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +119,15 @@ def definite(error: BaseException) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _timeouts() -> Iterator[None]:
+    """redis-py's timeouts as the builtin TimeoutError, which the shared rule knows."""
+    try:
+        yield
+    except redis.TimeoutError as e:
+        raise TimeoutError(str(e)) from e
+
+
 class _Link:
     """One connection to one node, opened when needed and dropped after any error, so an
     error belongs to one command; it never resends a command."""
@@ -124,16 +135,17 @@ class _Link:
     def __init__(self, address: str, port: int, timeout: float) -> None:
         self.conn = redis.asyncio.connection.Connection(
             host=address, port=port, socket_timeout=timeout,
-            socket_connect_timeout=timeout / 2, retry_on_timeout=False, retry_on_error=[],
-            lib_name=None, lib_version=None)
+            socket_connect_timeout=timeout / 2, retry_on_timeout=False, retry_on_error=[])
 
     async def connect(self) -> None:
         if not self.conn.is_connected:
-            await self.conn.connect()
+            with _timeouts():
+                await self.conn.connect()
 
     async def command(self, *args: Any) -> Any:
-        await self.conn.send_command(*args)
-        return await self.conn.read_response()
+        with _timeouts():
+            await self.conn.send_command(*args)
+            return await self.conn.read_response()
 
     async def drop(self) -> None:
         await self.conn.disconnect(nowait=True)  # a dead peer cannot hold up the close
