@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import redis.asyncio
 
 from checkers.counter import CounterChecker
 from checkers.linearizable import Linearizable
@@ -33,6 +34,7 @@ from harness.history import FAIL, INFO, INVOKE, OK, Op
 from harness.systems.counterd.adapter import CounterdOptions, CounterdSystem
 from harness.systems.etcd_counter import EtcdCounterClient, EtcdOptions
 from harness.systems.postgres_counter import PostgresCounterClient, PostgresOptions
+from harness.systems.redis_counter import KEY as REDIS_KEY
 from harness.systems.redis_counter import RedisOptions, RedisSystem
 from tests.conformance.proxy import FAULTS, HOST, FaultProxy, Trigger
 from tests.conformance.sandbox import Sandbox
@@ -271,3 +273,25 @@ def test_postgres_lost_reply_before_commit_is_fail(sandbox, servers):
     assert out.fired and out.op.type == FAIL, out.op
     assert out.final == out.initial + 1
     assert verdicts(out.history.ops, out.initial) == {"counter": True, "linearizable": True}
+
+
+@pytest.mark.skipif(not INSTALLED["redis"], reason="redis-server is not installed (.ci/setup)")
+def test_a_redis_error_reply_is_on_the_allowlist(sandbox, servers):
+    """INCRBY on a value that is not a number: the real server refuses it, and says so."""
+    server = servers("redis")
+
+    async def add_to_text() -> Op:
+        direct = redis.asyncio.Redis(host=HOST, port=server.port)
+        count = await direct.get(REDIS_KEY)
+        await direct.set(REDIS_KEY, "many")
+        client = await BY_NAME["redis-incr"].open(server.port)
+        try:
+            return await client.invoke(None, Op(INVOKE, "add", 1, 0))  # type: ignore[arg-type]
+        finally:
+            await client.close()
+            assert await direct.get(REDIS_KEY) == b"many"  # not applied
+            await direct.set(REDIS_KEY, count or 0)
+            await direct.aclose()
+
+    op = sandbox.run(add_to_text())
+    assert (op.type, op.error) == (FAIL, "error reply: value is not an integer or out of range")
