@@ -98,12 +98,12 @@ class Request:
 def classify(op: Op, error: BaseException, *, may_have_left: bool, effects: bool = True,
              definite: Allowlist = nothing_is_definite) -> Op:
     """The completion of ``op`` whose request ended in ``error``: the rule above."""
+    reason = definite(error)  # the allowlist's words, whenever the error is on it
     if not effects or not may_have_left:
-        return op.fail(describe(error, connecting=not may_have_left))
-    reason = definite(error)
+        return op.fail(reason or describe(error, connecting=not may_have_left))
     if reason is not None:
         return op.fail(reason)
-    return op.info(describe(error, connecting=False))
+    return op.info(describe(error))
 
 
 def describe(error: BaseException, *, connecting: bool = False) -> str:
