@@ -42,7 +42,8 @@ from tests.conformance.servers import SERVERS, Server
 
 pytestmark = pytest.mark.root
 
-TIMEOUT = 1.0  # the clients' own timeout: short, so that held replies cost little
+TIMEOUT = 1.0  # the faulted client's own timeout: short, so that held replies cost little
+PATIENT = 10.0  # the other clients' timeout: a loaded machine must not fail a test
 STAND_IN = SimpleNamespace(nodes=["n1"], remote=SimpleNamespace(address=lambda node: HOST))
 """The two things ``open_client`` asks of a test: its nodes and a node's address."""
 
@@ -62,7 +63,7 @@ class Design:
 
     name: str
     server: str
-    open: Callable[[int], Awaitable[Client]]
+    open: Callable[[int, float], Awaitable[Client]]
     read_request: bytes
     """Bytes only the read's request carries: a read's faults fire on its reply."""
 
@@ -70,29 +71,29 @@ class Design:
         return self.name
 
 
-async def _counterd(port: int) -> Client:
-    system = CounterdSystem(CounterdOptions(variant="durable", port=port, timeout=TIMEOUT))
+async def _counterd(port: int, timeout: float) -> Client:
+    system = CounterdSystem(CounterdOptions(variant="durable", port=port, timeout=timeout))
     return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
 
 
-def _redis(design: str) -> Callable[[int], Awaitable[Client]]:
-    async def open_client(port: int) -> Client:
-        system = RedisSystem(RedisOptions(client=design, port=port, timeout=TIMEOUT,
+def _redis(design: str) -> Callable[[int, float], Awaitable[Client]]:
+    async def open_client(port: int, timeout: float) -> Client:
+        system = RedisSystem(RedisOptions(client=design, port=port, timeout=timeout,
                                           window=0.0))
         return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
     return open_client
 
 
-def _etcd(design: str) -> Callable[[int], Awaitable[Client]]:
-    async def open_client(port: int) -> Client:
-        return EtcdCounterClient(EtcdOptions(client=design, timeout=TIMEOUT),
+def _etcd(design: str) -> Callable[[int, float], Awaitable[Client]]:
+    async def open_client(port: int, timeout: float) -> Client:
+        return EtcdCounterClient(EtcdOptions(client=design, timeout=timeout),
                                  f"http://{HOST}:{port}")
     return open_client
 
 
-def _postgres(design: str) -> Callable[[int], Awaitable[Client]]:
-    async def open_client(port: int) -> Client:
-        return PostgresCounterClient(PostgresOptions(client=design, timeout=TIMEOUT), HOST,
+def _postgres(design: str) -> Callable[[int, float], Awaitable[Client]]:
+    async def open_client(port: int, timeout: float) -> Client:
+        return PostgresCounterClient(PostgresOptions(client=design, timeout=timeout), HOST,
                                      port)
     return open_client
 
@@ -189,7 +190,7 @@ async def through_fault(design: Design, server: Server, fault: str, f: str,
     history = Recorder()
     try:
         initial = await server.read()
-        warm = await design.open(proxy.port)
+        warm = await design.open(proxy.port, PATIENT)
         try:
             assert (await history.invoke(warm, 0, "add", 1)).type == OK
         finally:
@@ -202,7 +203,7 @@ async def through_fault(design: Design, server: Server, fault: str, f: str,
             return design.read_request in sent
 
         await proxy.arm(fault, trigger or (applied if f == "add" else read_sent))
-        client = await design.open(proxy.port)
+        client = await design.open(proxy.port, TIMEOUT)
         try:
             op = await history.invoke(client, 1, f, 1 if f == "add" else None)
         finally:
@@ -284,7 +285,7 @@ def test_a_redis_error_reply_is_on_the_allowlist(sandbox, servers):
         direct = redis.asyncio.Redis(host=HOST, port=server.port)
         count = await direct.get(REDIS_KEY)
         await direct.set(REDIS_KEY, "many")
-        client = await BY_NAME["redis-incr"].open(server.port)
+        client = await BY_NAME["redis-incr"].open(server.port, PATIENT)
         try:
             return await client.invoke(None, Op(INVOKE, "add", 1, 0))  # type: ignore[arg-type]
         finally:
