@@ -64,8 +64,10 @@ class Server:
     async def start(self) -> Server:
         await self.prepare()
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(self.argv(), stdout=log, stderr=log,
-                                         **self.popen_options())
+            # The kernel kills the server when the thread that started it ends, even
+            # if the test process is killed: none can outlive its sandbox.
+            self.proc = subprocess.Popen(["setpriv", *self.setpriv(), "--pdeathsig=KILL",
+                                          "--", *self.argv()], stdout=log, stderr=log)
         deadline = time.monotonic() + STARTUP
         while True:
             try:
@@ -78,8 +80,9 @@ class Server:
                                        f"{self.log.read_text()[-2000:]}") from None
                 await asyncio.sleep(0.1)
 
-    def popen_options(self) -> dict[str, Any]:
-        return {}
+    def setpriv(self) -> list[str]:
+        """Who the server runs as (``setpriv`` options); root unless said."""
+        return []
 
     async def close(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -157,8 +160,8 @@ class Postgres(Server):
         self.data = self.dir / "data"
         self.conn: asyncpg.Connection | None = None
 
-    def popen_options(self) -> dict[str, Any]:
-        return {"user": PG_USER, "group": PG_USER}
+    def setpriv(self) -> list[str]:
+        return [f"--reuid={PG_USER}", f"--regid={PG_USER}", "--init-groups"]
 
     async def prepare(self) -> None:
         shutil.chown(self.dir, PG_USER, PG_USER)
