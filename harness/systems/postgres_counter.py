@@ -13,9 +13,10 @@ The options choose the design:
   a crash of the server can lose acknowledged commits (PostgreSQL documents the window as
   up to three times ``wal_writer_delay``).
 
-Errors are classified as Jepsen's PostgreSQL clients do: no connection, an error before
-COMMIT, or an aborted transaction (serialization failure) is ``fail``; a timeout or a
-lost connection while the COMMIT (or the single UPDATE) may have run is ``info``.
+Errors follow the shared rule (``harness.client``), as Jepsen's PostgreSQL clients do:
+no connection, an error before COMMIT, or an aborted transaction (serialization failure,
+deadlock) is ``fail``; anything else once the COMMIT (or the single UPDATE) may have been
+sent is ``info``: a timeout, a lost connection, any other error.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
+from harness.client import Request
 from harness.errors import EnvironmentFailure
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
@@ -120,8 +122,24 @@ class PostgresDB(DaemonDB):
         return ["runuser", "-u", USER, "--", posixpath.join(self.bin_dir, program), *args]
 
 
+def definite(error: BaseException) -> str | None:
+    """PostgreSQL's allowlist once the COMMIT (or the single UPDATE) may have been sent:
+    a serialization failure (40001) or a deadlock (40P01) rolled the transaction back.
+    Nothing else is definite there, not even a ``PostgresError``: asyncpg raises
+    ``ConnectionDoesNotExistError`` (class 08) when the connection dies, which may be
+    after the server committed."""
+    if isinstance(error, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return f"aborted: {error}"
+    return None
+
+
 class PostgresCounterClient:
-    """A worker's connection to n1, opened when needed and dropped after any doubt."""
+    """A worker's connection to n1, opened when needed and dropped after any doubt.
+
+    Classified by the shared rule (``harness.client``): an error before the COMMIT (or
+    the single autocommit UPDATE) was sent is ``fail``, since PostgreSQL commits nothing
+    without it; after that only :func:`definite` errors are ``fail``, the rest ``info``.
+    """
 
     def __init__(self, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
         self.options, self.endpoint = options, endpoint
@@ -130,33 +148,23 @@ class PostgresCounterClient:
     async def invoke(self, test: Test, op: Op) -> Op:
         if op.f not in ("add", "read"):
             return op.fail(f"the postgres counter has no operation {op.f!r}")
+        request = Request(op, definite, effects=op.f == "add")
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
-                                                  user=USER,
-                                                  database=USER,
+                                                  user=USER, database=USER,
                                                   timeout=self.options.timeout / 2)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
-            return op.fail(f"no connection: {type(e).__name__}: {e}")
-        state = {"may_have_committed": False}
-        try:
-            return await asyncio.wait_for(self._run(op, self.conn, state), self.options.timeout)
-        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as e:
-            return op.fail(f"aborted: {e}")  # rolled back: nothing happened
-        except asyncpg.PostgresError as e:
-            return op.fail(f"{type(e).__name__}: {e}")
-        except (TimeoutError, OSError, asyncpg.InterfaceError) as e:
-            self.conn.terminate()
-            self.conn = None
-            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            return op.info(why) if op.f == "add" and state["may_have_committed"] \
-                else op.fail(why)
+            async with asyncio.timeout(self.options.timeout):
+                return await self._run(op, self.conn, request)
+        except Exception as e:
+            self._drop_unless_idle(e)
+            return request.completion(e)
 
-    async def _run(self, op: Op, conn: asyncpg.Connection, state: dict[str, bool]) -> Op:
+    async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
         if op.f == "read":
             return op.ok(int(await conn.fetchval("SELECT n FROM likes")))
         if self.options.client == "update":
-            state["may_have_committed"] = True  # one statement: it commits as it runs
+            request.sending()  # one statement: it commits as it runs
             await conn.execute("UPDATE likes SET n = n + $1", op.value)
             return op.ok(op.value)
         transaction = conn.transaction(isolation=ISOLATION[self.options.isolation])
@@ -165,11 +173,21 @@ class PostgresCounterClient:
             n = await conn.fetchval("SELECT n FROM likes")
             await conn.execute("UPDATE likes SET n = $1", n + op.value)
         except asyncpg.PostgresError:
-            await transaction.rollback()
+            await transaction.rollback()  # keeps the connection for the next op
             raise
-        state["may_have_committed"] = True
+        request.sending()
         await transaction.commit()
         return op.ok(op.value)
+
+    def _drop_unless_idle(self, error: BaseException) -> None:
+        """Keeps the connection only after a definite error that left it idle (an aborted
+        transaction, rolled back); any other error may leave it mid-protocol."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            self.conn = None
+        elif definite(error) is None or conn.is_in_transaction():
+            conn.terminate()
+            self.conn = None
 
     async def close(self) -> None:
         if self.conn is not None:

@@ -12,7 +12,7 @@ import json
 import posixpath
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.daemon import node_python
 from harness.errors import UsageError
@@ -46,7 +46,7 @@ class CounterdOptions:
         if variant not in VARIANTS:
             raise UsageError(f"unknown counterd variant {variant!r} "
                              f"(variants: {', '.join(VARIANTS)})")
-        values: dict[str, object] = {"variant": variant}
+        values: dict[str, Any] = {"variant": variant}
         for f in fields(cls):
             if f.name == "variant" or f.name not in given:
                 continue
@@ -56,7 +56,7 @@ class CounterdOptions:
             # A forwarded add must outlive the client's request, so that a partition
             # between replica and primary shows as a client timeout.
             values["forward_timeout"] = max(cls.forward_timeout, 2 * float(values["timeout"]))
-        parsed = cls(**values)  # type: ignore[arg-type]
+        parsed = cls(**values)
         if not 1 <= parsed.port <= 65535:
             raise UsageError(f"counterd option port must be in 1..65535, got {parsed.port}")
         if parsed.timeout <= 0 or parsed.forward_timeout <= 0 or parsed.sync_interval <= 0:
