@@ -44,8 +44,9 @@ pytestmark = pytest.mark.root
 
 TIMEOUT = 1.0  # the faulted client's own timeout: short, so that held replies cost little
 PATIENT = 10.0  # the other clients' timeout: a loaded machine must not fail a test
-STAND_IN = SimpleNamespace(nodes=["n1"], remote=SimpleNamespace(address=lambda node: HOST))
-"""The two things ``open_client`` asks of a test: its nodes and a node's address."""
+STAND_IN = SimpleNamespace(nodes=["n1"],
+                           remote=SimpleNamespace(endpoint=lambda node, port: (HOST, port)))
+"""The two things ``open_client`` asks of a test: its nodes and a port's endpoint."""
 
 EXPECTED_ADD = {"refuse": FAIL, "black-hole": FAIL, "drop-reply": INFO, "hold-reply": INFO,
                 "reset-mid-reply": INFO}

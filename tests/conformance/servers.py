@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import glob
 import http.client
 import json
 import os
@@ -28,7 +29,6 @@ import redis.asyncio
 from harness.systems.counterd.adapter import SERVER_SOURCE
 from harness.systems.etcd_counter import KEY as ETCD_KEY
 from harness.systems.postgres_counter import USER as PG_USER
-from harness.systems.postgres_counter import binaries as pg_binaries
 from harness.systems.redis_counter import KEY as REDIS_KEY
 
 HOST = "127.0.0.1"
@@ -150,13 +150,22 @@ class Etcd(Server):
         return int(base64.b64decode(kvs[0]["value"])) if kvs else 0
 
 
+def _pg_binaries() -> str:
+    """The newest PostgreSQL server's programs on this machine (the test's own server)."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed (apt-get install postgresql)")
+    return os.path.dirname(found[-1])
+
+
 class Postgres(Server):
     name, port = "postgres", 5432
     stop_signal = signal.SIGINT  # fast shutdown: it does not wait for clients to leave
 
     def __init__(self) -> None:
         super().__init__()
-        self.bin = pg_binaries()
+        self.bin = _pg_binaries()
         self.data = self.dir / "data"
         self.conn: asyncpg.Connection | None = None
 
