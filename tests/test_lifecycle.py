@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.ledger import STATE_DIR, Ledger, ledger_dir
+from harness.cluster.ledger import STATE_DIR, Ledger, ledger_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.root]
 
