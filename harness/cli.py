@@ -22,10 +22,17 @@ from typing import Any  # noqa: E402
 
 import click  # noqa: E402
 
-from harness.errors import EnvironmentFailure, SplitbrainError, UsageError  # noqa: E402
+from harness.errors import (  # noqa: E402
+    EXIT_INTERNAL,
+    EXIT_INVALID,
+    EXIT_UNKNOWN,
+    EXIT_USAGE,
+    EXIT_VALID,
+    EnvironmentFailure,
+    SplitbrainError,
+    UsageError,
+)
 from harness.history import HistoryError  # noqa: E402
-
-EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 254, 255
 
 
 def exit_code(valid: Any) -> int:

@@ -13,7 +13,8 @@ prints a ``SplitbrainError`` as one line and exits with its ``exit_code``:
 
 from __future__ import annotations
 
-EXIT_UNKNOWN, EXIT_USAGE = 2, 254
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 254, 255
+"""The exit codes, as Jepsen's: valid, invalid, unknown, bad usage, a bug in splitbrain."""
 
 
 class SplitbrainError(Exception):
