@@ -16,8 +16,10 @@ from harness.stop import STOP, started_as_command
 if started_as_command():  # a signal while the rest loads is remembered; main() ends it
     STOP.install(starting=True)
 
-import sys  # noqa: E402 (the contract must begin before these load)
+import os  # noqa: E402 (the contract must begin before these load)
+import sys  # noqa: E402
 import traceback  # noqa: E402
+from contextlib import suppress  # noqa: E402
 from typing import Any  # noqa: E402
 
 import click  # noqa: E402
@@ -167,8 +169,12 @@ def main() -> None:
     if STOP.signals:
         _say(f"interrupted ({STOP.describe()})")
         code = EXIT_UNKNOWN
-    STOP.shutting_down()
-    sys.exit(code)
+    # The process ends here, with this code: the interpreter's own shutdown would reset
+    # the signal handlers first, and a signal then would kill it or be lost.
+    for stream in (sys.stdout, sys.stderr):
+        with suppress(OSError, ValueError):  # a closed pipe: nothing more can reach it
+            stream.flush()
+    os._exit(code)
 
 
 _EXIT_CODES = frozenset((EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN, EXIT_USAGE, EXIT_INTERNAL))

@@ -116,13 +116,6 @@ class StopRequests:
         exits at once with 2, as the contract says, instead of changing nothing."""
         self._exiting = True
 
-    def shutting_down(self) -> None:
-        """The last instruction: a signal during the interpreter's own shutdown is
-        ignored, since Python's shutdown would otherwise put back the default action and
-        the process would die of the signal instead of exiting with its code."""
-        for s in SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-
     def arm(self) -> None:
         """From now on the next signal stops the work (a check, say)."""
         self._finishing = None

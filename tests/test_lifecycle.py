@@ -183,7 +183,7 @@ def test_a_signal_during_teardown_lets_it_finish_and_keeps_the_verdict(tmp_path)
     assert code == 2, out + err
     assert "VALID" in out, out
     assert "Traceback" not in err
-    assert "interrupted (SIGTERM, SIGTERM)" in err.splitlines()[-1], err
+    assert "interrupted (SIGTERM" in err.splitlines()[-1], err  # two may merge into one
     assert watch.run_dir is not None
     results = _results(watch.run_dir)
     assert results["valid"] is True, results
@@ -329,19 +329,26 @@ def test_a_command_failing_on_a_node_during_setup_ends_unknown_with_one_line(tmp
 
 
 def test_a_third_signal_during_teardown_exits_at_once_and_cleanup_removes_the_rest(tmp_path):
-    watch = RunWatch(tmp_path, "-o", "variant=atomic", "--nemesis", "none", "--nodes", "3",
+    watch = RunWatch(tmp_path, "-o", "variant=atomic", "--nemesis", "none", "--nodes", "5",
                      "--time-limit", "1", "--concurrency", "4")
     deadline = time.monotonic() + 60
     while watch.run_dir is None or not any((watch.run_dir / "nodes").glob("*/*.log")):
         assert time.monotonic() < deadline and watch.proc.poll() is None, watch.finish()
         time.sleep(0.002)
-    for _ in range(3):
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(watch.proc.stderr.readline, "")))
+    reader.start()
+    for n in (1, 2):  # one at a time: signals sent faster than handled merge into one
         watch.proc.send_signal(signal.SIGINT)
-        time.sleep(0.01)
-    code, out, err = watch.finish()
-    assert code == 2, out + err
-    assert "Traceback" not in err
-    assert "`splitbrain cleanup`" in err.strip().splitlines()[-1], err
+        while sum("finishing the teardown first" in line for line in lines) < n:
+            assert time.monotonic() < deadline and watch.proc.poll() is None, lines
+            time.sleep(0.001)
+    watch.proc.send_signal(signal.SIGINT)
+    assert watch.proc.wait(timeout=60) == 2
+    reader.join()
+    watch.finish()
+    assert "Traceback" not in "".join(lines)
+    assert "`splitbrain cleanup`" in lines[-1], lines
     r = subprocess.run([*CLI, "cleanup"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert not watch.leftovers()
