@@ -122,3 +122,57 @@ def test_ctrl_c_ends_a_run_held_by_a_stuck_client(tmp_path, way):
     ps = completions(history)
     assert ps and {p.type for p in ps} == {"info"}
     assert {p.completion.error for p in ps} <= {"interrupted", "timeout"}
+
+
+# --- end to end: `splitbrain run --system tests.misbehaving:NAME` -------------------
+
+CLI = [sys.executable, "-c", "from harness.cli import main; main()"]
+
+
+def splitbrain_run(tmp_path: Path, system: str, time_limit: float = 2
+                   ) -> tuple[subprocess.CompletedProcess[str], float, dict]:
+    store = tmp_path / "store"
+    began = time.monotonic()
+    r = subprocess.run([*CLI, "run", "--system", f"tests.misbehaving:{system}", "--nodes",
+                        "1", "--nemesis", "none", "--concurrency", "3", "--time-limit",
+                        str(time_limit), "--store", str(store)],
+                       capture_output=True, text=True, timeout=120)
+    elapsed = time.monotonic() - began
+    results = json.loads((store / "latest" / "results.json").read_text())
+    return r, elapsed, results
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.parametrize("system", ["swallowing", "blocking"])
+def test_a_run_held_by_a_stuck_client_still_ends_in_a_verdict(tmp_path, system):
+    r, elapsed, results = splitbrain_run(tmp_path, system)
+    assert r.returncode == 2, r.stderr  # unknown: no add succeeded, which is not VALID
+    assert "Traceback" not in r.stderr
+    # time limit, one op timeout (5 s), the grace, recovery and two rounds of final reads
+    assert elapsed < 2 + 5 + 2 + 1 + 15
+    assert results["valid"] == "unknown"
+    assert results["stats"]["summary"].startswith("no add succeeded: ")
+    assert "timeout" in results["stats"]["summary"]
+    assert results["counter"]["final_reads"] == {"n1": 0}
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_client_raising_system_exit_is_recorded_and_the_run_reaches_a_verdict(tmp_path):
+    r, _, results = splitbrain_run(tmp_path, "exiting", time_limit=1)
+    assert r.returncode == 2, r.stderr
+    assert results["stats"]["by_f"]["add"]["info"] > 0
+    assert "SystemExit: 3" in results["stats"]["summary"]
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_read_of_no_number_is_an_anomaly_not_a_lost_run(tmp_path):
+    r, _, results = splitbrain_run(tmp_path, "ill_typed", time_limit=1)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    [anomaly] = [a for a in results["anomalies"] if a["type"] == "ill-typed-read"]
+    assert anomaly["count"] > 0 and anomaly["examples"][0]["value"] == "abc"
+    assert results["linearizable"]["valid"] is True  # it never saw the string
+    assert (tmp_path / "store" / "latest" / "report.html").exists()
