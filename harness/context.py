@@ -16,11 +16,17 @@ if TYPE_CHECKING:
     from harness.remote import Remote
 
 
+DEFAULT_NEMESIS = ("partition", "kill")
+"""The faults of a run that asks for none; those that cannot act on the system are left
+out with a note (``nemeses.package.build_nemesis``)."""
+
+
 @dataclass
 class Spec:
     system: str = "counterd"
     workload: str = "counter"
-    nemesis: list[str] = field(default_factory=lambda: ["partition", "kill"])
+    nemesis: list[str] | None = None
+    """The faults asked for by name ([] for none); None: ``DEFAULT_NEMESIS``."""
     backend: str = "local"
     nodes: list[str] = field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
     concurrency: int = 10
@@ -34,7 +40,8 @@ class Spec:
     def __post_init__(self) -> None:
         if not self.name:
             variant = self.options.get("variant")
-            parts = [self.system, variant, self.workload, "+".join(self.nemesis) or "none"]
+            faults = DEFAULT_NEMESIS if self.nemesis is None else self.nemesis
+            parts = [self.system, variant, self.workload, "+".join(faults) or "none"]
             self.name = "-".join(p for p in parts if p)
 
     def to_dict(self) -> dict[str, Any]:

@@ -67,15 +67,16 @@ def run(spec: Spec) -> dict[str, Any]:
     test = Test(spec, remote, run_dir)
     history = HistoryWriter(run_dir / "history.jsonl")
     interrupted = False
+    notes: list[str] = []  # what the user should know about how the run was set up
     log.info("run %s in %s (seed %d)", spec.name, run_dir, spec.seed)
     with _Interrupts() as interrupts:
         try:
-            _run_cluster(test, system, workload, history, interrupts)
+            _run_cluster(test, system, workload, history, interrupts, notes)
         except KeyboardInterrupt:
             interrupted = True
             log.warning("interrupted: healing faults and tearing the cluster down")
     history.close()
-    return _check_and_report(test, system, workload, interrupted)
+    return _check_and_report(test, system, workload, interrupted, notes)
 
 
 def _make_remote(spec: Spec) -> Remote:
@@ -90,15 +91,20 @@ def _make_remote(spec: Spec) -> Remote:
 
 
 def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,
-                 interrupts: _Interrupts) -> None:
+                 interrupts: _Interrupts, notes: list[str]) -> None:
     """Everything that needs the cluster; tears it down on every exit path."""
     db = system.db(test)
+    # Before any cluster exists: a fault asked for by name that cannot act is refused.
+    faults = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
+                           nodes=system.serving_nodes(test))
+    notes.extend(faults.notes)
+    for note in faults.notes:
+        log.info("%s", note)
     package: NemesisPackage | None = None
     try:
         test.remote.setup(test.nodes)
         on_each_node(test.nodes, lambda node: db.setup(test, node))
-        package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
-                                nodes=system.serving_nodes(test))
+        package = faults
         package.nemesis.setup(test)
         try:
             run_async(interrupts.cancelling(
@@ -206,7 +212,7 @@ def _collect_logs(test: Test, db: LogFiles) -> None:
 
 
 def _check_and_report(test: Test, system: Any, workload: Workload,
-                      interrupted: bool) -> dict[str, Any]:
+                      interrupted: bool, notes: list[str]) -> dict[str, Any]:
     history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
     if interrupted:
         result: dict[str, Any] = {"valid": UNKNOWN, "anomalies": [],
@@ -216,6 +222,8 @@ def _check_and_report(test: Test, system: Any, workload: Workload,
             progress.phase("checking the history")
             result = workload.checker.check(test, history)
     result["run_dir"] = str(test.run_dir)
+    if notes:
+        result["notes"] = notes
     write_json(test.run_dir / "results.json", result)
     report = None
     try:

@@ -58,7 +58,7 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 
 def _validated(v: dict[str, Any]) -> Spec:
-    nemesis = v.get("nemesis", ["partition", "kill"])
+    nemesis = v.get("nemesis")  # None: the default faults, not asked for by name
     if isinstance(nemesis, str):
         nemesis = [n.strip() for n in nemesis.split(",") if n.strip()]
     if nemesis == ["none"]:

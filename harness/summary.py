@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from checkers.linearizable import render
 from harness.context import Test
@@ -45,6 +46,8 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
             console.print(render(sub), markup=False, highlight=False)
     if result.get("reason"):
         console.print(f"  {result['reason']}")
+    for note in result.get("notes", []):
+        console.print(f"  [yellow]note[/] {escape(note)}")
     verdict, words = _VERDICT.get(result["valid"], _VERDICT["unknown"])
     where = f"report {report}" if report is not None else f"details in {test.run_dir}"
     console.print(f"{verdict}: {words} — {where}")
