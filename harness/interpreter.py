@@ -68,6 +68,9 @@ class _InFlight:
     """The invocation in flight, for the run to complete if it abandons the worker."""
     expired: bool = False
     """The watchdog cancelled the worker because of this op."""
+    stopped: str | None = None
+    """Why the run cancelled this worker (``interrupted``, or ``timeout`` at the hard
+    deadline): the error its op in flight gets."""
     abandoned: bool = False
     """The run gave up on this worker and recorded its op: it must record nothing."""
 
@@ -226,6 +229,7 @@ class Interpreter:
         """Cancels ``workers`` and waits a little for them; records the op of each one
         still running as ``info`` ``error`` and abandons it."""
         for task in workers:
+            self._slots[task].stopped = error
             task.cancel()
         if workers:
             _, stuck = await asyncio.wait(workers, timeout=_INTERRUPT_GRACE)
@@ -305,9 +309,9 @@ class Interpreter:
                     if type(completion) is not Op or completion.type not in _COMPLETIONS:
                         completion = invoke.info(f"client returned {completion!r}")
                 except asyncio.CancelledError:
-                    if not slot.expired or task.cancelling() > 1 or slot.abandoned:
-                        if not slot.abandoned:  # Ctrl-C, not the watchdog's timeout
-                            append(invoke.info("interrupted", node=node))
+                    if slot.stopped is not None or not slot.expired:  # not the watchdog
+                        if not slot.abandoned:
+                            append(invoke.info(slot.stopped or "interrupted", node=node))
                         raise
                     completion = invoke.info("timeout")
                 except (KeyboardInterrupt, GeneratorExit):
@@ -347,7 +351,8 @@ class Interpreter:
         """Cancels every worker whose op has been in flight for ``op_timeout``.
 
         One sweep every tenth of ``op_timeout`` costs far less than a timer per op; the
-        worker tells this cancellation from Ctrl-C by its slot's ``expired`` flag.
+        worker tells this cancellation from the run's end by its slot's ``expired`` and
+        ``stopped`` fields.
         """
         while True:
             await asyncio.sleep(self.op_timeout / 10)
