@@ -97,7 +97,7 @@ class StallGuard:
         if self._thread is None:
             return
         self._stop.set()
-        self._thread.join()
+        self._thread.join()  # its last signal, if any, was delivered before this returns
         assert self._heart is not None
         self._heart.cancel()
         signal.signal(_SIGNAL, self._saved)
@@ -120,7 +120,7 @@ class StallGuard:
                 signal.pthread_kill(main, _SIGNAL)
 
     def _interrupt(self, signum: int, frame: object) -> None:
-        if self._stalled() and self.in_client():
+        if not self._stop.is_set() and self._stalled() and self.in_client():
             self._beat = time.monotonic()  # the next kick comes a whole limit later
             raise LoopBlocked(f"the client held the event loop for over {self.limit:g} s")
 
