@@ -534,6 +534,7 @@ class Interpreter:
         return self._max_process
 
     async def close(self) -> None:
-        """Closes every client still open."""
-        for client in list(self._clients):
-            await self._close(client)
+        """Closes every client still open (those of abandoned workers included)."""
+        async with StallGuard(self.op_timeout, self._in_client):
+            for client in list(self._clients):
+                await self._close(client)

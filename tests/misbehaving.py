@@ -36,7 +36,8 @@ class MisbehavingClient:
         return op.fail("refused")  # ill-typed: adds never happen, so reads of 0 are right
 
     async def close(self) -> None:
-        pass
+        if self.way == "block-close":
+            time.sleep(1000)
 
 
 class MisbehavingSystem:

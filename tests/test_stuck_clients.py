@@ -89,6 +89,14 @@ def test_a_client_that_blocks_the_event_loop_is_interrupted(tmp_path):
     assert [p.completion.value for p in ps if p.invoke.extra.get("final")] == [0]
 
 
+def test_a_client_whose_close_blocks_the_loop_does_not_hold_the_final_reads(tmp_path):
+    interp, history = make(tmp_path, "block-close")
+    began = time.monotonic()
+    run_async(interp.final_ops([("n1", "read", None)]))  # opens, reads, closes
+    assert OP_TIMEOUT <= time.monotonic() - began < OP_TIMEOUT + 2
+    assert [p.completion.value for p in completions(history)] == [0]
+
+
 def test_a_client_raising_system_exit_gets_info_and_the_run_goes_on(tmp_path):
     interp, history = make(tmp_path, "exit")
     timed_run(interp, mix([(1, constant("add", 1)), (1, constant("read", None))]),
