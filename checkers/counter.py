@@ -15,8 +15,17 @@ read completed and did not fail. The read's value lies between
                     + sum(negative deltas definitely counted)
 
 whatever the order the counter applied them in. So a read below ``lower`` saw less
-than what had been acknowledged (``stale-read``, or ``lost-update`` for a final read),
-and a read above ``upper`` saw increments nobody attempted (``duplicate-update``).
+than what had been acknowledged (``stale-read``), and a read above ``upper`` saw
+increments nobody attempted (``duplicate-update``).
+
+Loss is claimed only for data that is gone. The run takes its final reads until they
+agree and stop changing; when the last final read of every node agrees (up to what
+indeterminate adds landing between them explain), an acknowledged increment that even
+the highest of them lacks is lost (``lost-update``), and a node below that is merely
+behind (a final ``stale-read``). When they never agreed, the system did not converge in
+the time given: ``final-reads-disagree`` leaves the verdict undecided on that ground, and
+no loss is claimed. A read that returned no number is left out (``ill-typed-read``,
+also undecided on its own).
 """
 
 from __future__ import annotations

@@ -33,12 +33,21 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.client import Client
 from harness.generator import GenContext, Generator, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
-from harness.stuck import LoopBlocked, StallGuard, abandon, run_loop
+from harness.stuck import (
+    GRACE,
+    INTERRUPT_GRACE,
+    ClientFailed,
+    LoopBlocked,
+    StallGuard,
+    abandon,
+    bounded,
+    run_loop,
+)
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -51,10 +60,6 @@ _NO_SUSPENSION = 50e-6
 """Seconds: an op that took less did not wait for I/O (uvloop's clock has 1 ms steps)."""
 _OPEN_BACKOFF = (0.05, 1.0)
 """First and longest wait before retrying a client that could not be opened."""
-_GRACE = 2.0
-"""Seconds a worker gets, past its op's timeout and the time limit, to unwind."""
-_INTERRUPT_GRACE = 1.0
-"""Seconds the workers get to record their ops as interrupted on cancellation."""
 
 
 @dataclass(slots=True)
@@ -95,24 +100,6 @@ def _timed_out(invoke: Op, completion: Op) -> Op:
     return invoke.info("timeout", client_said=said)
 
 
-class ClientFailed(Exception):
-    """A client call run as a task (``Interpreter._call``) raised ``original``."""
-
-    def __init__(self, original: BaseException) -> None:
-        super().__init__(_error_text(original))
-        self.original = original
-
-
-async def _caught(call: Awaitable[T]) -> tuple[bool, T | BaseException]:
-    """``(True, result)``, or ``(False, what it raised)`` for anything but the run's end."""
-    try:
-        return True, await call
-    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
-        raise
-    except BaseException as e:  # noqa: B036 - a client's SystemExit is its op's outcome
-        return False, e
-
-
 def _error_text(e: BaseException) -> str:
     if isinstance(e, ClientFailed):
         e = e.original
@@ -141,7 +128,7 @@ class Interpreter:
         self._slots: dict[asyncio.Task[None], _InFlight] = {}
         """Each worker's op in flight, by task: the stall guard asks who is running."""
         self._calls: set[asyncio.Task[Any]] = set()
-        """Client calls running as tasks of their own (``_call``)."""
+        """Client calls running as tasks of their own (``harness.stuck.bounded``)."""
 
     async def run(
         self, generator: Generator, *, time_limit: float, seed: int,
@@ -153,13 +140,13 @@ class Interpreter:
         Call it once per interpreter: workers start again as processes 0..C-1.
 
         No op is invoked after the time limit; ops in flight then finish (bounded by
-        ``op_timeout``). A worker still busy ``op_timeout`` + ``_GRACE`` seconds after the
+        ``op_timeout``). A worker still busy ``op_timeout`` + ``GRACE`` seconds after the
         time limit (its client ignored the watchdog's cancellation) is abandoned and
         its op recorded as ``info`` "timeout". ``schedule`` (``(delay, invocation)``
         pairs, possibly endless) runs only when a ``nemesis`` is given; a fault due
         after the time limit is not started, one in progress is allowed to finish. On
         cancellation every op in flight is recorded as ``info`` "interrupted" before
-        this returns (within ``_INTERRUPT_GRACE`` seconds, whatever the clients do), so
+        this returns (within ``INTERRUPT_GRACE`` seconds, whatever the clients do), so
         the history stays well formed.
 
         ``rate`` is in ops/s over all workers: between two ops each worker waits a
@@ -184,7 +171,7 @@ class Interpreter:
         try:
             async with StallGuard(self.op_timeout, self._in_client):
                 try:
-                    await self._await_workers(workers, deadline + self.op_timeout + _GRACE)
+                    await self._await_workers(workers, deadline + self.op_timeout + GRACE)
                 except BaseException:
                     if faults is not None:  # a fault in progress finishes (nemesis_op)
                         faults.cancel()
@@ -202,7 +189,7 @@ class Interpreter:
 
         The first worker to fail stops the others and its error is raised (a bug in a
         generator: a UsageError stays a UsageError). On cancellation the workers are
-        cancelled, given ``_INTERRUPT_GRACE`` seconds, and the rest abandoned.
+        cancelled, given ``INTERRUPT_GRACE`` seconds, and the rest abandoned.
         """
         loop = asyncio.get_running_loop()
         pending = set(workers)
@@ -222,7 +209,7 @@ class Interpreter:
         if pending:
             self.test.log.warning(
                 "%d client(s) still busy %g s after the time limit: abandoned, their ops "
-                "recorded as info", len(pending), self.op_timeout + _GRACE)
+                "recorded as info", len(pending), self.op_timeout + GRACE)
             await self._stop(pending, "timeout")
 
     async def _stop(self, workers: set[asyncio.Task[None]], error: str) -> None:
@@ -232,7 +219,7 @@ class Interpreter:
             self._slots[task].stopped = error
             task.cancel()
         if workers:
-            _, stuck = await asyncio.wait(workers, timeout=_INTERRUPT_GRACE)
+            _, stuck = await asyncio.wait(workers, timeout=INTERRUPT_GRACE)
             for task in stuck:
                 slot = self._slots[task]
                 if slot.op is not None and not slot.abandoned:
@@ -372,7 +359,7 @@ class Interpreter:
         backoff, longest = _OPEN_BACKOFF
         while True:
             try:
-                client = await self._call(self.open_client(node))
+                client = await bounded(self._calls, self.op_timeout, self.open_client(node))
             except Exception as e:
                 self.test.log.debug("cannot open a client to %s: %s", node, _error_text(e))
                 if loop.time() + backoff >= deadline:
@@ -387,44 +374,9 @@ class Interpreter:
         """Closes a client, never letting a broken one stop the run."""
         self._clients.discard(client)
         try:
-            await self._call(client.close())
+            await bounded(self._calls, self.op_timeout, client.close())
         except Exception as e:
             self.test.log.debug("closing a client failed: %s", _error_text(e))
-
-    async def _call(self, call: Awaitable[T]) -> T:
-        """Awaits a client's coroutine for at most ``op_timeout`` seconds.
-
-        Off the hot path (opening, closing, final ops) a task per call is cheap, and it
-        buys two things: a call that ignores its cancellation is abandoned after
-        ``_GRACE`` more seconds instead of awaited forever, and a ``BaseException`` it
-        raises (``SystemExit``) comes back as ``ClientFailed`` instead of escaping the
-        loop (asyncio re-raises ``SystemExit`` from a task out of the whole loop).
-        Raises ``TimeoutError`` when the call took too long or blocked the loop.
-        """
-        task = asyncio.ensure_future(_caught(call))
-        self._calls.add(task)
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.op_timeout)
-            if not done:
-                task.cancel()
-                done, _ = await asyncio.wait({task}, timeout=_GRACE)
-                if not done:
-                    abandon(task)
-                raise TimeoutError
-        except asyncio.CancelledError:
-            task.cancel()
-            await asyncio.wait({task}, timeout=_INTERRUPT_GRACE)
-            if not task.done():
-                abandon(task)
-            raise
-        finally:
-            self._calls.discard(task)
-        ok, value = task.result()
-        if ok:
-            return cast(T, value)
-        if isinstance(value, LoopBlocked):
-            raise TimeoutError
-        raise ClientFailed(cast(BaseException, value))
 
     async def _run_schedule(
         self, nemesis: Nemesis, schedule: Iterable[tuple[float, Op]], deadline: float,
@@ -496,7 +448,7 @@ class Interpreter:
                 self.history.append(invoke)
                 if client is None:
                     try:
-                        client = await self._call(self.open_client(node))
+                        client = await bounded(self._calls, self.op_timeout, self.open_client(node))
                     except Exception as e:
                         completion = invoke.fail(f"cannot open a client: {_error_text(e)}")
                     else:
@@ -520,7 +472,8 @@ class Interpreter:
     async def _invoke(self, client: Client, invoke: Op) -> Op:
         """The client's completion of ``invoke``; ``info`` on timeout or exception."""
         try:
-            completion = await self._call(client.invoke(self.test, invoke))
+            completion = await bounded(self._calls, self.op_timeout,
+                                       client.invoke(self.test, invoke))
         except TimeoutError:
             return invoke.info("timeout")
         except Exception as e:

@@ -34,8 +34,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -43,6 +43,10 @@ log = logging.getLogger("splitbrain")
 
 _SIGNAL = signal.SIGUSR2
 """Sent by the guard's thread to the main thread; splitbrain uses it for nothing else."""
+GRACE = 2.0
+"""Seconds client code gets, past its timeout, to unwind from its cancellation."""
+INTERRUPT_GRACE = 1.0
+"""Seconds client code gets to unwind on Ctrl-C."""
 _LEFTOVER_GRACE = 1.0
 """Seconds the loop's shutdown waits for cancelled tasks before abandoning them."""
 _ABANDONED: set[asyncio.Task[Any]] = set()
@@ -52,6 +56,62 @@ their code never runs again (the garbage collector would close their coroutines)
 
 class LoopBlocked(BaseException):
     """Raised inside a client call that kept the event loop from running for too long."""
+
+
+class ClientFailed(Exception):
+    """A client call run by ``bounded`` raised ``original`` (possibly a BaseException
+    such as SystemExit, which must not escape the loop)."""
+
+    def __init__(self, original: BaseException) -> None:
+        super().__init__(f"{type(original).__name__}: {original}")
+        self.original = original
+
+
+async def bounded(running: set[asyncio.Task[Any]], timeout: float, call: Awaitable[T]) -> T:
+    """Awaits a client's ``call`` for at most ``timeout`` seconds, as a task of its own,
+    kept in ``running`` while it runs (so a stall guard knows it is client code).
+
+    Off the hot path (opening, closing, final ops) a task per call is cheap, and it
+    buys two things: a call that ignores its cancellation is abandoned after ``GRACE``
+    more seconds instead of awaited forever, and a ``BaseException`` it raises
+    (``SystemExit``) comes back as ``ClientFailed`` instead of escaping the loop (asyncio
+    re-raises ``SystemExit`` from a task out of the whole loop). Raises ``TimeoutError``
+    when the call took too long or blocked the loop.
+    """
+    task = asyncio.ensure_future(_caught(call))
+    running.add(task)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=GRACE)
+            if not done:
+                abandon(task)
+            raise TimeoutError
+    except asyncio.CancelledError:
+        task.cancel()
+        await asyncio.wait({task}, timeout=INTERRUPT_GRACE)
+        if not task.done():
+            abandon(task)
+        raise
+    finally:
+        running.discard(task)
+    ok, value = task.result()
+    if ok:
+        return cast(T, value)
+    if isinstance(value, LoopBlocked):
+        raise TimeoutError
+    raise ClientFailed(cast(BaseException, value))
+
+
+async def _caught(call: Awaitable[T]) -> tuple[bool, T | BaseException]:
+    """``(True, result)``, or ``(False, what it raised)`` for anything but the run's end."""
+    try:
+        return True, await call
+    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+        raise
+    except BaseException as e:  # noqa: B036 - a client's SystemExit is its op's outcome
+        return False, e
 
 
 def abandon(task: asyncio.Task[Any]) -> None:
