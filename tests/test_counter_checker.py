@@ -408,3 +408,35 @@ def test_dropped_increments_are_reported_exactly(seed, k):
     lost = [a for a in r["anomalies"] if a["type"] == "lost-update"]
     assert [a["count"] for a in lost] == ([expected] if expected else [])
     assert not any(a["type"] == "duplicate-update" for a in r["anomalies"])
+
+
+_NOT_NUMBERS = st.one_of(st.none(), st.booleans(), st.text(max_size=5),
+                         st.lists(st.integers(), max_size=3),
+                         st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just("add"), st.just("read"), _NOT_NUMBERS.map(lambda v: ("bad", v))),
+                max_size=30))
+def test_reads_of_no_number_never_crash_and_alone_leave_the_verdict_unknown(steps):
+    from checkers.counter import NumericReads
+    from checkers.linearizable import Linearizable
+    from checkers.models import Counter
+
+    s = _Script()
+    count = bad = 0
+    for step in steps:
+        if step == "add":
+            s.add(0)
+            count += 1
+        elif step == "read":
+            s.read(1, float(count) if count % 2 else count)  # type: ignore[arg-type]
+        else:
+            s.read(2, step[1])
+            bad += 1
+    s.final("n1", count)
+    r = s.check()
+    assert r["valid"] == ("unknown" if bad else True), r
+    assert [a["count"] for a in r["anomalies"] if a["type"] == "ill-typed-read"] == (
+        [bad] if bad else [])
+    assert NumericReads(Linearizable(Counter())).check(None, _seq(s.ops))["valid"] is True
