@@ -20,6 +20,7 @@ from harness.db import Killable, Pausable
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.container import ContainerNemesis
 from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
 from nemeses.partition import PartitionNemesis
@@ -63,6 +64,11 @@ FAULTS: dict[str, Fault] = {
                   network=True),
     "latency": Fault(lambda test, db, rng, nodes: LatencyNemesis(), "start-latency",
                      "stop-latency", network=True),
+    "container-kill": Fault(lambda test, db, rng, nodes: ContainerNemesis(True, db, rng, nodes),
+                            "kill-container", "start-container", needs=Killable),
+    "container-pause": Fault(lambda test, db, rng, nodes: ContainerNemesis(False, db, rng,
+                                                                           nodes),
+                             "pause-container", "resume-container"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 

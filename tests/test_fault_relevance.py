@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.remote import NoopRemote
 from harness.context import Spec
 from harness.context import Test as RunContext  # not Test*: pytest would collect it
 from harness.db import NoopDB
 from harness.errors import UsageError
-from harness.remote import NoopRemote
 from nemeses.base import NoopNemesis
 from nemeses.package import build_nemesis
 

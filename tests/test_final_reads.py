@@ -11,9 +11,9 @@ import pytest
 
 from checkers.counter import CounterChecker
 from harness import context
+from harness.cluster.remote import NoopRemote
 from harness.history import HistoryWriter, Op, read_jsonl
 from harness.interpreter import Interpreter, run_async
-from harness.remote import NoopRemote
 from harness.runner import FINAL_READ_INTERVAL, _converged_final_reads
 
 pytestmark = pytest.mark.timeout(60, method="thread")

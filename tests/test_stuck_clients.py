@@ -21,10 +21,10 @@ from pathlib import Path
 import pytest
 
 from harness import context
+from harness.cluster.remote import NoopRemote
 from harness.generator import constant, mix
 from harness.history import HistoryWriter, pairs, read_jsonl
 from harness.interpreter import Interpreter, run_async
-from harness.remote import NoopRemote
 from harness.runner import _Interrupts
 from tests.misbehaving import MisbehavingClient
 
