@@ -127,6 +127,7 @@ class Interpreter:
         self._max_process = concurrency - 1
         self._slots: dict[asyncio.Task[None], _InFlight] = {}
         """Each worker's op in flight, by task: the stall guard asks who is running."""
+        self._guard = StallGuard(op_timeout, self._in_client)
         self._calls: set[asyncio.Task[Any]] = set()
         """Client calls running as tasks of their own (``harness.stuck.bounded``)."""
 
@@ -169,7 +170,7 @@ class Interpreter:
                   if nemesis is not None else None)
         watchdog = asyncio.ensure_future(self._watchdog(slots, workers))
         try:
-            async with StallGuard(self.op_timeout, self._in_client):
+            async with self._guard:
                 try:
                     await self._await_workers(workers, deadline + self.op_timeout + GRACE)
                 except BaseException:
@@ -331,7 +332,7 @@ class Interpreter:
                 if interval is not None:
                     next_at = max(next_at, now) + stagger(0, 2 * interval)
         finally:
-            if client is not None:
+            if client is not None and not slot.abandoned:  # the run closes those
                 await self._close(client)
 
     async def _watchdog(self, slots: list[_InFlight], workers: list[asyncio.Task]) -> None:
@@ -429,7 +430,7 @@ class Interpreter:
         """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        async with StallGuard(self.op_timeout, self._in_client):
+        async with self._guard:
             return list(await asyncio.gather(*(
                 self._final_op(node, f, value, attempts, retry_delay, extra or {})
                 for node, f, value in ops)))
@@ -488,6 +489,6 @@ class Interpreter:
 
     async def close(self) -> None:
         """Closes every client still open (those of abandoned workers included)."""
-        async with StallGuard(self.op_timeout, self._in_client):
+        async with self._guard:
             for client in list(self._clients):
                 await self._close(client)

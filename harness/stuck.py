@@ -13,7 +13,8 @@ A client is user code, and two kinds of it can hold a run forever:
 * **It blocks the event loop** (``time.sleep(1000)`` inside ``invoke``). Then no
   coroutine runs at all: not the watchdog, not the signal handling of the runner. Only
   another thread can notice, so ``StallGuard`` runs one. A heartbeat task on the loop
-  stamps the time every tenth of the limit; when the stamp is older than the limit,
+  stamps the time every twentieth of the limit (the op timeout); when the stamp is
+  older than the limit,
   the thread sends a signal to the main thread with ``signal.pthread_kill`` (a signal
   sent to the process might be delivered to another thread, which would not interrupt
   the main thread's blocking call). The Python handler runs in the main thread between
@@ -21,10 +22,11 @@ A client is user code, and two kinds of it can hold a run forever:
   raises ``LoopBlocked`` there, but only if the task running is in a client call
   (``in_client``): raising anywhere else could break the interpreter or the loop itself.
   ``LoopBlocked`` is a ``BaseException``, so a client's ``except Exception`` does not eat
-  it; a client that catches even that and blocks again is interrupted again after
-  another limit. The interrupted op is recorded as ``info`` "timeout". While the loop is
-  blocked a Ctrl-C only queues the cancellation of the run, which takes effect once
-  the guard has broken the stall: at most one limit later.
+  it; a client that catches even that and blocks again is interrupted again. The
+  interrupted op is recorded as ``info`` "timeout". While the loop is blocked a Ctrl-C
+  only queues the cancellation of the run, which takes effect once the guard has broken
+  the stall (and those of the workers queued to block next: after a first stall the
+  guard is strict, see ``StallGuard``).
 """
 
 from __future__ import annotations
@@ -125,6 +127,13 @@ class StallGuard:
     """While entered (on the loop, in the main thread), interrupts a client call that
     keeps the loop from running for ``limit`` seconds by raising ``LoopBlocked`` in it.
 
+    Once it has broken a stall, the guard is strict: the system's client is known to
+    block the loop, and every further stall of a fifth of ``limit`` is broken too. Each
+    stall freezes everything (the watchdog, the nemesis, Ctrl-C), and several workers
+    may be queued to block in turn: a Ctrl-C during such a run takes effect within one
+    strict limit per worker, not one op timeout per worker. An interpreter keeps one
+    guard and enters it for each phase, so strictness lasts the whole run.
+
     ``in_client`` is asked in the main thread, inside the signal handler, whether the
     task now running is in a client call. Outside the main thread (where signal
     handlers cannot be installed) the guard does nothing and says so in the log.
@@ -133,6 +142,8 @@ class StallGuard:
     def __init__(self, limit: float, in_client: Callable[[], bool]) -> None:
         self.limit = limit
         self.in_client = in_client
+        self.strict = False
+        """A stall was broken: the client blocks the loop; further stalls are shorter."""
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -144,6 +155,7 @@ class StallGuard:
             log.debug("not in the main thread: a client blocking the loop cannot be stopped")
             return self
         self._beat = time.monotonic()
+        self._stop = threading.Event()
         self._saved = signal.signal(_SIGNAL, self._interrupt)
         self._heart = asyncio.ensure_future(self._heartbeat())
         main = threading.main_thread().ident
@@ -158,31 +170,37 @@ class StallGuard:
             return
         self._stop.set()
         self._thread.join()  # its last signal, if any, was delivered before this returns
+        self._thread = None
         assert self._heart is not None
         self._heart.cancel()
         signal.signal(_SIGNAL, self._saved)
 
+    def _threshold(self) -> float:
+        return self.limit / 5 if self.strict else self.limit
+
     async def _heartbeat(self) -> None:
         while True:
             self._beat = time.monotonic()
-            await asyncio.sleep(self.limit / 10)
+            await asyncio.sleep(self.limit / 20)
 
     def _stalled(self) -> bool:
-        return time.monotonic() - self._beat > self.limit
+        return time.monotonic() - self._beat > self._threshold()
 
     def _watch(self, main: int) -> None:
-        """The guard's thread: signals the main thread once per ``limit`` of stall."""
+        """The guard's thread: signals the main thread once per threshold of stall."""
         last_kick = 0.0
-        while not self._stop.wait(self.limit / 10):
+        while not self._stop.wait(self.limit / 20):
             now = time.monotonic()
-            if self._stalled() and now - last_kick > self.limit:
+            if self._stalled() and now - last_kick > self._threshold():
                 last_kick = now
                 signal.pthread_kill(main, _SIGNAL)
 
     def _interrupt(self, signum: int, frame: object) -> None:
         if not self._stop.is_set() and self._stalled() and self.in_client():
-            self._beat = time.monotonic()  # the next kick comes a whole limit later
-            raise LoopBlocked(f"the client held the event loop for over {self.limit:g} s")
+            self.strict = True
+            self._beat = time.monotonic()  # the next kick comes a whole threshold later
+            raise LoopBlocked(f"the client held the event loop for over "
+                              f"{self._threshold():g} s")
 
 
 def run_loop(main: Coroutine[Any, Any, T], new_loop: Callable[[], asyncio.AbstractEventLoop]

@@ -184,3 +184,27 @@ def test_a_read_of_no_number_is_an_anomaly_not_a_lost_run(tmp_path):
     assert anomaly["count"] > 0 and anomaly["examples"][0]["value"] == "abc"
     assert results["linearizable"]["valid"] is True  # it never saw the string
     assert (tmp_path / "store" / "latest" / "report.html").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.parametrize("system", ["swallowing", "blocking"])
+def test_ctrl_c_ends_a_cli_run_held_by_a_stuck_client(tmp_path, system):
+    store = tmp_path / "store"
+    proc = subprocess.Popen([*CLI, "run", "--system", f"tests.misbehaving:{system}",
+                             "--nodes", "1", "--nemesis", "none", "--concurrency", "3",
+                             "--time-limit", "60", "--store", str(store)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    history = store / "latest" / "history.jsonl"
+    deadline = time.monotonic() + 30
+    while not (history.exists() and '"add"' in history.read_text()):
+        assert time.monotonic() < deadline, "the run never invoked an add"
+        time.sleep(0.1)
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, out + err
+    assert time.monotonic() - began < 5 + 3 + 5  # one op timeout, then strict stalls
+    assert "Traceback" not in err and "Warning" not in err
+    results = json.loads((store / "latest" / "results.json").read_text())
+    assert results["valid"] == "unknown"
