@@ -40,17 +40,19 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("test_file", required=False, type=click.Path(dir_okay=False))
+# Flags reach the spec as text: the spec's schema parses and checks them exactly as it
+# checks a TOML file's values, so both read the same one-line errors.
 @click.option("--system", help="system under test (see `splitbrain list`)")
 @click.option("--workload", help="what clients do and what is checked")
 @click.option("--nemesis", help="faults, comma separated: partition,kill or none")
-@click.option("--backend", type=click.Choice(["local", "docker", "ssh"]))
-@click.option("--nodes", type=int, help="number of nodes n1..nN")
+@click.option("--backend", metavar="local|docker|ssh", help="where the nodes run")
+@click.option("--nodes", metavar="N", help="number of nodes n1..nN")
 @click.option("--node", "node_names", multiple=True, help="a node host (repeatable)")
-@click.option("--concurrency", type=int, help="concurrent client workers")
-@click.option("--rate", type=float, help="overall ops per second (default: unlimited)")
-@click.option("--time-limit", type=float, help="seconds of client operations")
-@click.option("--seed", type=int, help="random seed (default: time-based)")
-@click.option("--store", type=click.Path(file_okay=False), help="store directory")
+@click.option("--concurrency", metavar="C", help="concurrent client workers")
+@click.option("--rate", metavar="OPS_PER_S", help="overall ops per second (default: unlimited)")
+@click.option("--time-limit", metavar="SECONDS", help="seconds of client operations")
+@click.option("--seed", metavar="N", help="random seed (default: random)")
+@click.option("--store", metavar="DIR", help="store directory")
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="system option")
 def run(test_file: str | None, options: tuple[str, ...], **flags: Any) -> None:
     """Start a cluster, drive clients, inject faults, check the history."""
@@ -89,7 +91,8 @@ def report(run_dir: str) -> None:
 
 @cli.command()
 @click.argument("store", required=False, default="store", type=click.Path(file_okay=False))
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="port on 127.0.0.1 (0: any free one)")
 def serve(store: str, port: int) -> None:
     """Browse a store's runs and reports (on 127.0.0.1 only)."""
     from harness.serve import make_server

@@ -22,7 +22,7 @@ def splitbrain(*args, cwd=None):
     (["run", "-o", "variant"], "-o expects KEY=VALUE"),
     (["run", "--time-limit", "0"], "time-limit must be positive"),
     (["run", "--time-limit", "-3"], "time-limit must be positive"),
-    (["run", "--concurrency", "0"], "concurrency must be positive"),
+    (["run", "--concurrency", "0"], "concurrency must be at least 1"),
     (["run", "-o", "variant=bogus"], "bogus"),
     (["run", "--store", "/proc/forbidden"], "cannot write the store"),
     (["run", "--frobnicate"], "frobnicate"),
@@ -42,10 +42,10 @@ def test_flags_override_the_test_file(tmp_path):
     toml = tmp_path / "t.toml"
     toml.write_text('system = "counterd"\nconcurrency = 7\ntime_limit = 3\n'
                     'nemesis = ["kill"]\n[options]\nvariant = "atomic"\n')
-    spec = build_spec(str(toml), {"window": "0.01"}, {"concurrency": 9, "nodes": 3})
+    spec = build_spec(str(toml), {"timeout": "0.5"}, {"concurrency": "9", "nodes": "3"})
     assert spec.concurrency == 9 and spec.time_limit == 3.0 and spec.nemesis == ["kill"]
     assert spec.nodes == ["n1", "n2", "n3"]
-    assert spec.options == {"variant": "atomic", "window": "0.01"}
+    assert spec.options == {"variant": "atomic", "timeout": "0.5"}
     assert spec.name == "counterd-atomic-counter-kill"
     assert build_spec(None, {}, {"nemesis": "none"}).nemesis == []
     bad = tmp_path / "bad.toml"

@@ -25,15 +25,14 @@ import base64
 import json
 import shutil
 import urllib.request
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import aiohttp
 
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import choices, seconds
+from harness.systems.options import Options, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -42,22 +41,16 @@ KEY = base64.b64encode(b"likes").decode()
 CLIENT_PORT, PEER_PORT = 2379, 2380
 CAS_ATTEMPTS = 20
 """Comparisons lost to other adds before an add gives up (a ``fail``: nothing applied)."""
-CHOICES = {"client": ("cas", "get-put"), "reads": ("linearizable", "serializable")}
 
 
-@dataclass(frozen=True)
-class EtcdOptions:
-    client: str = "cas"
-    reads: str = "linearizable"
-    timeout: float = 2.0  # seconds per request
+class EtcdOptions(Options):
+    """The ``-o KEY=VALUE`` options of the etcd system (``-`` and ``_`` alike)."""
 
-    @classmethod
-    def parse(cls, options: dict[str, str]) -> EtcdOptions:
-        """Validates the options; other keys are left to the parts that own them."""
-        values: dict[str, Any] = choices("etcd", options, CHOICES)
-        if "timeout" in options:
-            values["timeout"] = seconds("etcd", "timeout", options["timeout"])
-        return cls(**values)
+    owner: ClassVar[str] = "etcd"
+
+    client: Literal["cas", "get-put"] = "cas"
+    reads: Literal["linearizable", "serializable"] = "linearizable"
+    timeout: Seconds = 2.0  # seconds per request
 
 
 class EtcdDB(DaemonDB):
@@ -214,7 +207,8 @@ class EtcdSystem:
                                  f"http://{test.remote.address(node)}:{CLIENT_PORT}")
 
 
-def make_system(options: dict[str, str]) -> EtcdSystem:
+@declares(EtcdOptions)
+def make_system(options: dict[str, Any]) -> EtcdSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
     if shutil.which("etcd") is None:
         raise UsageError("etcd is not installed here (apt-get install etcd-server)")
