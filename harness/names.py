@@ -23,7 +23,7 @@ def slug(name: str) -> str:
     already safe is its own slug; any other gets a short hash of the original appended,
     so two names that differ only in unsafe characters keep separate directories."""
     safe = _UNSAFE.sub("_", name).lstrip(".-")[:MAX_LENGTH]
-    if safe == name and name not in RESERVED:
+    if safe == name and name and name not in RESERVED:
         return name
     digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:8]
     return f"{safe[:MAX_LENGTH - 9] or 'test'}-{digest}"

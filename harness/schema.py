@@ -130,7 +130,7 @@ def show(value: Any, limit: int = 40) -> str:
 def _number(value: Any) -> str:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return f"{value:,}" if isinstance(value, int) and abs(value) >= 10_000 else str(value)
+    return f"{value:,}" if isinstance(value, int) and abs(value) >= 100_000 else str(value)
 
 
 def did_you_mean(key: str, known: Iterable[str]) -> str:

@@ -49,6 +49,8 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
                     for key in (file_options if isinstance(file_options, dict) else ())}
     option_where.update({key: f"-o {key}" for key in options})
     try:
+        if test_file:  # a bad value in the file is refused even where a flag overrides it
+            Spec.model_validate(values)
         for key, flag in FLAGS.items():
             if flags.get(key) is not None:
                 where[key] = flag
@@ -86,8 +88,9 @@ def _message(error: ValidationError, where: Mapping[str, str],
     if key == "options" and len(loc) > 1:
         where = {"options": option_where.get(str(loc[1]), where.get("options", ""))}
         if len(loc) > 2:  # the value matched no member of the union of option values
-            first = {**first, "loc": loc[:2], "type": "option_value", "msg":
-                     "must be a string, a number or true/false"}
+            finite = not isinstance(first["input"], float)
+            first = {**first, "loc": loc[:2], "type": "option_value" if finite else
+                     "finite_number", "msg": "must be a string, a number or true/false"}
     if first["type"] == "extra_forbidden" and key is not None:
         known = sorted(Spec.model_fields)
         return (f"{where.get(key, key)}: unknown key {key!r}{did_you_mean(key, known)} "

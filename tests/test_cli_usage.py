@@ -38,6 +38,67 @@ def test_bad_input_is_one_line_and_exit_254(args, message, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+TOML_REPRODUCERS = {  # issue 7's hostile test files, each a traceback or a silent coercion
+    "system = 5": "system must be a string",
+    'nodes = "abc"': "nodes must be a number of nodes",
+    'seed = "abc"': "seed must be an integer",
+    "nodes = 1.5": "nodes must be a number of nodes",
+    "seed = [1]": "seed must be an integer",
+    "store = 5": "store must be a string",
+    "[" + ".".join(["a"] * 900) + "]": "unknown key 'a'",
+    "x = " + "[" * 900 + "]" * 900: "nested too deeply",
+    "[options." + ".".join(["a"] * 900) + "]": "options.a must be a string, a number",
+}
+
+
+@pytest.mark.parametrize("text", TOML_REPRODUCERS, ids=lambda text: text[:24])
+def test_hostile_test_files_are_one_line_and_exit_254(text, tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text(text + "\n")
+    r = splitbrain("run", str(toml), "--store", str(tmp_path / "store"))
+    assert r.returncode == 254, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and TOML_REPRODUCERS[text] in lines[0], r.stderr
+    assert str(toml) in lines[0]
+    assert not (tmp_path / "store").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--time-limit", "NaN"], "--time-limit must be a finite number"),
+    (["run", "--time-limit", "inf"], "--time-limit must be a finite number"),
+    (["run", "-o", "timeout=1e308"], "timeout must be at most 300"),
+    (["run", "--concurrency", "99999999999999999999999"], "--concurrency must be at most"),
+    (["run", "-o", "varaint=naive"], "did you mean variant?"),
+    (["run", "--system", "redis", "-o", "clinet=get-set"], "did you mean client?"),
+    (["run", "--system", "postgres", "-o", "client=update", "-o", "isolation=serializable"],
+     "isolation has no effect with client=update"),
+    (["run", "--system", ":"], "bad system ':'"),
+    (["run", "--system", ".x:y"], "bad system '.x:y'"),
+    (["run", "--system", "builtins:dict"], "did not make a system"),
+    (["run", "--seed", "abc"], "--seed must be an integer"),
+    (["run", "--nodes", "1.5"], "--nodes must be an integer"),
+    (["serve", "--port", "70000"], "70000 is not in the range"),
+])
+def test_issue_reproducers_are_one_line_and_exit_254(args, message, tmp_path):
+    if args[0] == "run":
+        args = [*args, "--store", str(tmp_path / "store")]
+    r = splitbrain(*args, cwd=tmp_path)
+    assert r.returncode == 254, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert not (tmp_path / "store").exists()
+
+
+def test_check_refuses_a_5000_digit_initial_in_one_line(tmp_path):
+    history = tmp_path / "h.jsonl"
+    history.write_text('{"index": 0, "time": 0, "type": "invoke", "f": "read", '
+                       '"process": 0, "value": null}\n')
+    r = splitbrain("check", str(history), "--initial", "9" * 5000)
+    assert r.returncode == 254, (r.returncode, r.stdout, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--initial" in lines[0] and len(lines[0]) < 300, r.stderr
+
+
 def test_flags_override_the_test_file(tmp_path):
     toml = tmp_path / "t.toml"
     toml.write_text('system = "counterd"\nconcurrency = 7\ntime_limit = 3\n'
