@@ -63,7 +63,8 @@ class Spec(Schema):
     time_limit: Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT)] = 20.0
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     store: Annotated[str, Field(min_length=1, max_length=4096)] = "store"
-    options: Annotated[dict[Annotated[str, Field(min_length=1, max_length=100)], OptionValue],
+    options: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")],
+                            OptionValue],
                        Field(max_length=100)] = Field(default_factory=dict)
     name: Annotated[str, Field(max_length=500)] = ""
     """The test's name as given (kept in test.json); its directory in the store is
@@ -109,8 +110,8 @@ class Spec(Schema):
     @field_validator("store")
     @classmethod
     def _path(cls, value: str) -> str:
-        if "\0" in value:
-            raise ValueError("must not contain a NUL character")
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
         return str(Path(value))
 
     @model_validator(mode="after")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -46,6 +47,10 @@ def load_factory(kind: str, name: str, table: dict[str, str]) -> Callable[..., A
     if found is None:
         raise UsageError(f"bad {kind} {name!r:.80}: expected package.module:factory")
     module_name, attr = found.groups()
+    if module_name.partition(".")[0] in sys.stdlib_module_names:
+        # Nothing in the standard library is a splitbrain plug-in, and some of it would
+        # wait on the terminal or exit when called with the options (builtins:input).
+        raise UsageError(f"{name} is in Python's standard library, not a {kind} factory")
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as e:  # a user's module may fail in any way as it runs

@@ -16,12 +16,12 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from harness.context import Spec
 from harness.errors import UsageError
 from harness.registry import options_model
-from harness.schema import describe, did_you_mean, error_key, from_text
+from harness.schema import describe, did_you_mean, error_key, from_text, show
 from harness.systems.options import check_options
 
 MAX_FILE_BYTES = 1 << 20
@@ -47,7 +47,7 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
     file_options = values.get("options", {})
     option_where = {key: _at(str(test_file), lines, ("options", key))
                     for key in (file_options if isinstance(file_options, dict) else ())}
-    option_where.update({key: f"-o {key}" for key in options})
+    option_where.update({key: f"-o {printable(key)}" for key in options})
     try:
         if test_file:  # a bad value in the file is refused even where a flag overrides it
             Spec.model_validate(values)
@@ -68,11 +68,24 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
     except ValidationError as e:
         raise UsageError(_message(e, where, option_where)) from None
     except RecursionError:
-        raise UsageError(f"{test_file}: values are nested too deeply") from None
+        raise UsageError(f"{printable(str(test_file))}: values are nested too deeply") from None
+    models = {kind: _options_model(kind, getattr(spec, kind), where.get(kind, ""))
+              for kind in ("system", "workload")}
     check_options(spec.options, option_where, text=set(options),
-                  system=(spec.system, options_model("system", spec.system)),
-                  workload=(spec.workload, options_model("workload", spec.workload)))
+                  system=(spec.system, models["system"]),
+                  workload=(spec.workload, models["workload"]))
     return spec
+
+
+def _options_model(kind: str, name: str, source: str) -> type[BaseModel] | None:
+    """The options schema of the named system or workload; an unknown name is refused
+    here, with the file line that gave it (a flag names itself in the message)."""
+    try:
+        return options_model(kind, name)
+    except UsageError as e:
+        if source and not source.startswith("-"):
+            raise UsageError(f"{source}: {e}") from None
+        raise
 
 
 def _flag_value(key: str, text: Any) -> Any:
@@ -87,49 +100,59 @@ def _message(error: ValidationError, where: Mapping[str, str],
     loc = first["loc"]
     if key == "options" and len(loc) > 1:
         where = {"options": option_where.get(str(loc[1]), where.get("options", ""))}
+        if loc[-1] == "[key]":
+            return (f"{where['options']}: option name {show(loc[1])} may use only letters, "
+                    "digits, '_', '.' and '-'")
         if len(loc) > 2:  # the value matched no member of the union of option values
             finite = not isinstance(first["input"], float)
             first = {**first, "loc": loc[:2], "type": "option_value" if finite else
                      "finite_number", "msg": "must be a string, a number or true/false"}
     if first["type"] == "extra_forbidden" and key is not None:
         known = sorted(Spec.model_fields)
-        return (f"{where.get(key, key)}: unknown key {key!r}{did_you_mean(key, known)} "
+        return (f"{where.get(key, '')}: unknown key {show(key)}{did_you_mean(key, known)} "
                 f"(known: {', '.join(known)})")
     source = where.get(key or "", "")
     if source.startswith("-"):
         return f"{source} {describe(first)}"
-    path = ".".join(str(part) for part in first["loc"]) or str(key)
+    path = printable(".".join(str(part) for part in first["loc"]) or str(key))
     return f"{source}: {path} {describe(first)}" if source else f"{path} {describe(first)}"
+
+
+def printable(text: str) -> str:
+    """``text`` for a one-line message: control characters (a newline in a file name or
+    a key) escaped."""
+    return text if text.isprintable() else repr(text)[1:-1]
 
 
 def _read_toml(path: str) -> tuple[dict[str, Any], dict[tuple[str, ...], int]]:
     """The file's table and the line of each key; a UsageError for anything but a
     readable regular file of valid TOML (a FIFO would block, a device never end)."""
+    shown = printable(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except (OSError, ValueError) as e:
-        raise UsageError(f"cannot read test file {path}: "
+        raise UsageError(f"cannot read test file {shown}: "
                          f"{getattr(e, 'strerror', None) or e}") from None
     with os.fdopen(fd, "rb") as f:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UsageError(f"cannot read test file {path}: not a regular file")
+            raise UsageError(f"cannot read test file {shown}: not a regular file")
         try:
             data = f.read(MAX_FILE_BYTES + 1)
         except OSError as e:
-            raise UsageError(f"cannot read test file {path}: {e.strerror or e}") from None
+            raise UsageError(f"cannot read test file {shown}: {e.strerror or e}") from None
     if len(data) > MAX_FILE_BYTES:
-        raise UsageError(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB: not a test file")
+        raise UsageError(f"{shown}: larger than {MAX_FILE_BYTES >> 20} MiB: not a test file")
     try:
         text = data.decode("utf-8")
         table = tomllib.loads(text)
     except UnicodeDecodeError as e:
-        raise UsageError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        raise UsageError(f"{shown}: not UTF-8 text (byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
-        raise UsageError(f"{path}: {_one_line(str(e))}") from None
+        raise UsageError(f"{shown}: {_one_line(str(e))}") from None
     except RecursionError:
-        raise UsageError(f"{path}: values are nested too deeply") from None
+        raise UsageError(f"{shown}: values are nested too deeply") from None
     except ValueError as e:  # e.g. an integer of more than 4,300 digits
-        raise UsageError(f"{path}: {_one_line(str(e).split(';')[0])}") from None
+        raise UsageError(f"{shown}: {_one_line(str(e).split(';')[0])}") from None
     return table, key_lines(text)
 
 
@@ -140,7 +163,7 @@ def _one_line(text: str) -> str:
 
 def _at(path: str, lines: Mapping[tuple[str, ...], int], key: tuple[str, ...]) -> str:
     line = lines.get(key)
-    return f"{path} line {line}" if line else path
+    return f"{printable(path)} line {line}" if line else printable(path)
 
 
 _HEADER = re.compile(r"\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")

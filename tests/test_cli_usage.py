@@ -74,7 +74,7 @@ def test_hostile_test_files_are_one_line_and_exit_254(text, tmp_path):
      "isolation has no effect with client=update"),
     (["run", "--system", ":"], "bad system ':'"),
     (["run", "--system", ".x:y"], "bad system '.x:y'"),
-    (["run", "--system", "builtins:dict"], "did not make a system"),
+    (["run", "--system", "builtins:dict"], "not a system factory"),
     (["run", "--seed", "abc"], "--seed must be an integer"),
     (["run", "--nodes", "1.5"], "--nodes must be an integer"),
     (["serve", "--port", "70000"], "70000 is not in the range"),

@@ -121,7 +121,8 @@ def test_deep_nesting_and_huge_numbers_are_one_line():
     ({"seed": str(2**64)}, "--seed must be less than"),
     ({"backend": "k8s"}, "--backend must be one of local, docker, ssh"),
     ({"system": ""}, "--system must not be empty"),
-    ({"store": "a\0b"}, "--store must not contain a NUL"),
+    ({"store": "a\0b"}, "--store must not contain control characters"),
+    ({"store": "a\nb"}, "--store must not contain control characters"),
     ({"node_names": ("n1", "n1")}, "--node"),
 ])
 def test_bad_flags_name_the_flag(flags, words):
@@ -255,6 +256,7 @@ def test_the_summary_prints_a_name_with_markup_as_text(tmp_path):
 # --- the registry is total ---------------------------------------------------------------
 
 @pytest.mark.parametrize("name", [":", ".x:y", "a:b:c", "x:", ":y", "os:path.join",
+                                  "sys:exit", "json:loads",
                                   "builtins:nosuch", "nosuch_module_xyz:f", "a b:c",
                                   "x" * 1000 + ":y", "\x00:y", "json:__doc__"])
 def test_hostile_factory_names_are_one_line(name):
@@ -263,10 +265,23 @@ def test_hostile_factory_names_are_one_line(name):
     assert "\n" not in str(e.value)
 
 
-def test_a_factory_that_makes_no_system_or_exits_is_one_line():
-    for name, words in (("builtins:dict", "did not make a system (it made a dict)"),
-                        ("sys:exit", "failed: SystemExit"),
-                        ("json:loads", "failed: TypeError")):
+def test_a_factory_that_makes_no_system_or_exits_is_one_line(tmp_path, monkeypatch):
+    (tmp_path / "odd_sys.py").write_text(
+        "import sys\n"
+        "def a_dict(options):\n    return dict(options)\n"
+        "def exits(options):\n    sys.exit(3)\n"
+        "def raises(options):\n    raise KeyError('x')\n"
+        "not_callable = 5\n")
+    (tmp_path / "broken_sys.py").write_text("raise SystemExit('no')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name, words in (("odd_sys:a_dict", "did not make a system (it made a dict)"),
+                        ("odd_sys:exits", "failed: SystemExit"),
+                        ("odd_sys:raises", "failed: KeyError"),
+                        ("odd_sys:not_callable", "not callable"),
+                        ("broken_sys:make", "cannot import system module 'broken_sys'"),
+                        ("builtins:dict", "standard library"),
+                        ("builtins:input", "standard library"),
+                        ("os.path:join", "standard library")):
         with pytest.raises(UsageError, match=re.escape(words)):
             load_system(name, {})
 
@@ -346,8 +361,11 @@ texts = st.one_of(st.text(max_size=30), st.sampled_from(
 @given(st.dictionaries(st.sampled_from(sorted(FLAGS)), texts, max_size=5),
        st.dictionaries(st.one_of(st.sampled_from(OPTION_KEYS), st.text(min_size=1,
                                                                      max_size=10)),
-                       texts, max_size=4))
-def test_any_flags_are_a_spec_or_one_line(flags, options):
+                       texts, max_size=4),
+       st.lists(st.text(max_size=10), max_size=4))
+def test_any_flags_are_a_spec_or_one_line(flags, options, nodes):
+    if nodes:
+        flags["node_names"] = tuple(nodes)
     try:
         spec = build_spec(None, options, flags)
     except UsageError as e:
