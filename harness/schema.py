@@ -108,7 +108,8 @@ def describe(error: ErrorDetails) -> str:
         text = _PHRASES[kind]
     else:
         text = error["msg"][:1].lower() + error["msg"][1:]
-    if kind in ("missing", "no_effect"):
+    if kind in ("missing", "no_effect") or (kind == "value_error" and
+                                             isinstance(error.get("input"), list | dict)):
         return text
     return f"{text}, got {show(error.get('input'))}"
 
