@@ -1,5 +1,7 @@
 """Bad input gets one line on stderr and exit 254, before any cluster exists."""
 
+import json
+import os
 import subprocess
 import sys
 
@@ -121,3 +123,26 @@ def test_run_dirs_and_latest_links(tmp_path):
     assert a != b and (a / "nodes").is_dir()
     assert (tmp_path / "latest").resolve() == b.resolve()
     assert (tmp_path / "t" / "latest").resolve() == b.resolve()
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.skipif(os.geteuid() != 0, reason="the local backend needs root")
+@pytest.mark.parametrize("name_line, system", [
+    ('name = "../../x[/]y [bold]"', "counterd"),
+    ("", "harness.systems.counterd:make_system"),  # a package.module:factory system
+])
+def test_hostile_names_run_inside_the_store(name_line, system, tmp_path):
+    toml = tmp_path / "t.toml"
+    toml.write_text(f'{name_line}\nsystem = "{system}"\nnodes = 1\nnemesis = "none"\n'
+                    'time_limit = 1\n[options]\nvariant = "atomic"\n')
+    store = tmp_path / "a" / "b" / "store"
+    r = splitbrain("run", str(toml), "--store", str(store), cwd=tmp_path)
+    assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+    run_dir = (store / "latest").resolve()
+    assert run_dir.is_relative_to(store.resolve()) and ":" not in run_dir.parent.name
+    name = json.loads((run_dir / "test.json").read_text())["name"]
+    assert name == ("../../x[/]y [bold]" if name_line else
+                    "harness.systems.counterd:make_system-atomic-counter-none")
+    assert name in r.stdout  # printed as text, not read as markup
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_dir() and p.name == "x") == []
