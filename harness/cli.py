@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 import traceback
-from typing import Any
+from typing import Annotated, Any
 
 import click
 
@@ -31,6 +31,23 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
             raise UsageError(f"-o expects KEY=VALUE, got {p!r}")
         out[key.strip()] = value.strip()
     return out
+
+
+def _limit(param: click.Parameter, text: str | None, kind: type[float] | type[int],
+           cap: int) -> Any:
+    """A check budget: a finite, positive number up to ``cap``, checked by the same
+    schema mechanism as ``run``'s flags (NaN or inf would never run out)."""
+    if text is None:
+        return None
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from harness.schema import describe
+
+    try:
+        return TypeAdapter(Annotated[kind, Field(gt=0, le=cap, allow_inf_nan=False)],
+                           config={"strict": False}).validate_python(text)
+    except ValidationError as e:
+        raise click.UsageError(f"{param.opts[0]} {describe(e.errors()[0])}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,8 +85,10 @@ def run(test_file: str | None, options: tuple[str, ...], **flags: Any) -> None:
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "jsonl", "edn", "jepsen-log", "porcupine"]))
 @click.option("--initial", help="initial model state as JSON")
-@click.option("--time-limit", type=float, help="seconds before giving up (unknown)")
-@click.option("--memory-limit", type=int, help="MiB before giving up (unknown)")
+@click.option("--time-limit", callback=lambda ctx, param, text: _limit(param, text, float, 86_400),
+              metavar="SECONDS", help="seconds before giving up (unknown)")
+@click.option("--memory-limit", callback=lambda ctx, param, text: _limit(param, text, int, 1 << 20),
+              metavar="MIB", help="MiB before giving up (unknown)")
 def check(history: str, model: str, fmt: str, initial: str | None,
           time_limit: float | None, memory_limit: int | None) -> None:
     """Check a recorded history for linearizability against a model."""

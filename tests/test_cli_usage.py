@@ -80,6 +80,8 @@ def test_hostile_test_files_are_one_line_and_exit_254(text, tmp_path):
     (["run", "--seed", "abc"], "--seed must be an integer"),
     (["run", "--nodes", "1.5"], "--nodes must be an integer"),
     (["serve", "--port", "70000"], "70000 is not in the range"),
+    (["check", "h.jsonl", "--time-limit", "nan"], "must be a finite number"),
+    (["check", "h.jsonl", "--memory-limit", "1e400"], "must be an integer"),
 ])
 def test_issue_reproducers_are_one_line_and_exit_254(args, message, tmp_path):
     if args[0] == "run":
