@@ -56,6 +56,8 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
                 where[key] = flag
                 values[key] = _flag_value(key, flags[key])
         if flags.get("node_names"):
+            if flags.get("nodes") is not None:
+                raise UsageError("give --nodes N or --node NAME (repeated), not both")
             where["nodes"] = "--node"
             values["nodes"] = list(flags["node_names"])
         if options and isinstance(file_options, dict):

@@ -124,6 +124,7 @@ def test_deep_nesting_and_huge_numbers_are_one_line():
     ({"store": "a\0b"}, "--store must not contain control characters"),
     ({"store": "a\nb"}, "--store must not contain control characters"),
     ({"node_names": ("n1", "n1")}, "--node"),
+    ({"node_names": ("a", "b"), "nodes": "2"}, "not both"),
 ])
 def test_bad_flags_name_the_flag(flags, words):
     with pytest.raises(UsageError) as e:
