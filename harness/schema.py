@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 
@@ -37,8 +37,11 @@ def from_text(model: type[BaseModel], field: str, text: str) -> Any:
     schema to check; a ValidationError located at ``field`` when it does not parse."""
     info = model.model_fields[field]
     kind = next((m.kind for m in info.metadata if isinstance(m, TextAs)), info.annotation)
+    adapter = _adapter(kind)
+    if adapter is None:
+        return text  # a type only its model can build: the model checks the text itself
     try:
-        return _adapter(kind).validate_python(text)
+        return adapter.validate_python(text)
     except ValidationError as e:
         first = e.errors()[0]
         detail: InitErrorDetails = {"type": first["type"], "loc": (field,), "input": text}
@@ -47,13 +50,25 @@ def from_text(model: type[BaseModel], field: str, text: str) -> Any:
         raise ValidationError.from_exception_data(model.__name__, [detail]) from None
 
 
-_ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_ADAPTERS: dict[Any, TypeAdapter[Any] | None] = {}
 
 
-def _adapter(kind: Any) -> TypeAdapter[Any]:
-    if kind not in _ADAPTERS:
-        _ADAPTERS[kind] = TypeAdapter(kind)
+def _adapter(kind: Any) -> TypeAdapter[Any] | None:
+    try:
+        return _ADAPTERS[kind]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable annotation: build it each time
+        return _build(kind)
+    _ADAPTERS[kind] = _build(kind)
     return _ADAPTERS[kind]
+
+
+def _build(kind: Any) -> TypeAdapter[Any] | None:
+    try:
+        return TypeAdapter(kind)
+    except PydanticUserError:  # e.g. an arbitrary class a user's model allows
+        return None
 
 
 def no_effect(key: str, why: str) -> PydanticCustomError:
