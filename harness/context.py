@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from harness.schema import Schema, TextAs
+from harness.schema import Schema, TextAs, show
 
 if TYPE_CHECKING:
     from harness.remote import Remote
@@ -25,7 +25,8 @@ MAX_NODES = 100
 MAX_TIME_LIMIT = 86_400.0
 """A day of client operations: longer is a typo, or a run nobody will wait for."""
 MAX_RATE = 1_000_000.0
-NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+"""As the local backend names nodes (a backend with host names widens it)."""
 
 
 def max_concurrency() -> int:
@@ -92,7 +93,7 @@ class Spec(Schema):
             raise ValueError(f"must name 1 to {MAX_NODES} nodes")
         for name in value:
             if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
-                raise ValueError(f"has a bad node name {name!r:.40}: use up to 63 letters, "
+                raise ValueError(f"has a bad node name {show(name)}: use up to 32 letters, "
                                  "digits, '_', '.' and '-'")
         if len(set(value)) != len(value):
             raise ValueError("must name distinct nodes")
