@@ -403,3 +403,12 @@ def test_click_keeps_flags_as_text_for_the_schema():
     assert ctx.params["nodes"] == "1.5" and ctx.params["seed"] == "x"
     with pytest.raises(click.BadParameter):
         cli.commands["serve"].make_context("serve", ["--port", "70000"])
+
+
+def test_a_user_workload_without_a_schema_lets_its_keys_through(tmp_path, monkeypatch):
+    (tmp_path / "plain_load.py").write_text("def make(options):\n    return options\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = build_spec(None, {"variant": "naive", "keys": "9"}, {"workload": "plain_load:make"})
+    assert spec.options == {"variant": "naive", "keys": "9"}
+    with pytest.raises(UsageError, match="counterd option variant must be one of"):
+        build_spec(None, {"variant": "x"}, {"workload": "plain_load:make"})

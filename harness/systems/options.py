@@ -83,9 +83,9 @@ def check_options(options: Mapping[str, Any], where: Mapping[str, str], *, text:
                   workload: tuple[str, type[BaseModel] | None]) -> None:
     """Refuses, in one line that says ``where`` the key was given, an option neither the
     system nor the workload knows, or a bad value for the one that owns it. A system
-    without a schema takes any key (its own factory decides)."""
+    or workload without a schema may take any key: then only values are checked."""
     owners = [(name, model) for name, model in (system, workload) if model is not None]
-    if system[1] is not None:
+    if len(owners) == 2:
         known = sorted({_shown(f) for _, model in owners for f in model.model_fields})
         for key in options:
             if _name(key) not in {_name(k) for k in known}:
