@@ -14,11 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.names import slug
 
 
 def new_run_dir(store: str | Path, test_name: str) -> Path:
     """Creates the run's directory and points the ``latest`` links at it."""
-    root = Path(store)
+    root, test_name = Path(store), slug(test_name)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     run_dir = root / test_name / stamp
     try:

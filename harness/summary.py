@@ -24,7 +24,7 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
     console = console or Console(highlight=False, soft_wrap=True)
     types = Counter(op.type for op in history if op.process != NEMESIS)
     faults = Counter(op.f for op in history if op.process == NEMESIS and op.type == "invoke")
-    console.print(f"[bold]{test.spec.name}[/] on {', '.join(serving)} "
+    console.print(f"[bold]{escape(test.spec.name)}[/] on {escape(', '.join(serving))} "
                   f"(cluster of {len(test.nodes)}), "
                   f"{test.spec.concurrency} clients, {test.spec.time_limit:g} s, "
                   f"seed {test.spec.seed}")

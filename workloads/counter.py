@@ -10,14 +10,24 @@ no add succeeded is not VALID).
 
 from __future__ import annotations
 
+from typing import Any, ClassVar
+
 from checkers.counter import CounterChecker, NumericReads
 from checkers.linearizable import Linearizable
 from checkers.models import Counter
 from harness.generator import constant, mix
+from harness.systems.options import Options, declares
 from workloads.base import Workload, checked
 
 
-def make_workload(options: dict[str, str]) -> Workload:
+class CounterOptions(Options):
+    """The counter workload takes no options: every ``-o`` key belongs to the system."""
+
+    owner: ClassVar[str] = "counter workload"
+
+
+@declares(CounterOptions)
+def make_workload(options: dict[str, Any]) -> Workload:
     return Workload(
         name="counter",
         generator=mix([(3, constant("add", 1)), (1, constant("read", None))]),
