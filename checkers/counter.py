@@ -15,8 +15,17 @@ read completed and did not fail. The read's value lies between
                     + sum(negative deltas definitely counted)
 
 whatever the order the counter applied them in. So a read below ``lower`` saw less
-than what had been acknowledged (``stale-read``, or ``lost-update`` for a final read),
-and a read above ``upper`` saw increments nobody attempted (``duplicate-update``).
+than what had been acknowledged (``stale-read``), and a read above ``upper`` saw
+increments nobody attempted (``duplicate-update``).
+
+Loss is claimed only for data that is gone. The run takes its final reads until they
+agree and stop changing; when the last final read of every node agrees (up to what
+indeterminate adds landing between them explain), an acknowledged increment that even
+the highest of them lacks is lost (``lost-update``), and a node below that is merely
+behind (a final ``stale-read``). When they never agreed, the system did not converge in
+the time given: ``final-reads-disagree`` leaves the verdict undecided on that ground, and
+no loss is claimed. A read that returned no number is left out (``ill-typed-read``,
+also undecided on its own).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections import Counter as Tally
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from checkers.base import UNKNOWN, Result
+from checkers.base import UNKNOWN, Checker, Result
 from harness.errors import UsageError
 from harness.history import FAIL, INVOKE, NEMESIS, OK, Op, completions
 
@@ -58,39 +67,47 @@ class _Read:
 
 
 class CounterChecker:
-    """Stale reads, reads above every attempt, lost and extra increments, and final
-    reads that disagree across nodes."""
+    """Stale reads, reads above every attempt, lost and extra increments, final reads
+    that disagree across nodes, and reads that returned no number."""
 
     def __init__(self, initial: int = 0) -> None:
         self.initial = initial
 
     def check(self, test: Test | None, history: list[Op]) -> Result:
+        history, ill_typed = numeric_reads(history)
         reads, totals, final_failures = self._bounded_reads(history)
         finals = {str(r.node): r for r in reads if r.final}  # the last one per node
-        stale = [r for r in reads if r.value < r.lower and not r.final]
+        disagree = _divergent(list(finals.values()), totals)
+        # Loss is claimed only from final reads that agree (the system converged), and
+        # only for what every node lacks; a node below that is merely behind: stale.
+        lost = 0 if disagree else max(
+            0, min((r.lower - r.value for r in finals.values()), default=0))
+        behind = [r for r in finals.values() if r.lower - r.value > lost]
+        stale = [r for r in reads if r.value < r.lower and not r.final] + behind
         above = [r for r in reads if r.value > r.upper]
         anomalies: list[dict[str, Any]] = []
         if stale:
             anomalies.append({"type": "stale-read", "count": len(stale),
-                              "reads": [r.detail() for r in stale[:SHOWN]]})
+                              "reads": [{**r.detail(), "final": r.final}
+                                        for r in stale[:SHOWN]]})
         if above:
             anomalies.append({
                 "type": "duplicate-update", "count": len(above),
                 "reads": [{**r.detail(), "final": r.final, "excess": r.value - r.upper}
                           for r in above[:SHOWN]],
             })
-        missing = {node: r.lower - r.value for node, r in finals.items()
-                   if r.value < r.lower}
-        lost = max(missing.values(), default=0)
         if lost:
-            anomalies.append({"type": "lost-update", "count": lost, "missing": missing,
+            anomalies.append({"type": "lost-update", "count": lost,
+                              "missing": {n: r.lower - r.value for n, r in finals.items()},
                               "acknowledged": totals.acknowledged})
-        divergent = _divergent(list(finals.values()), totals)
-        if divergent:
-            anomalies.append({"type": "divergent-final-reads", "count": divergent,
+        if disagree:
+            anomalies.append({"type": "final-reads-disagree", "count": disagree,
                               "final_reads": {n: r.value for n, r in finals.items()}})
+        if ill_typed:
+            anomalies.append({"type": "ill-typed-read", "count": len(ill_typed),
+                              "examples": [_ill_typed_detail(op) for op in ill_typed[:SHOWN]]})
         result: Result = {
-            "valid": not anomalies,
+            "valid": _verdict(anomalies),
             "anomalies": anomalies,
             "acknowledged": totals.acknowledged,
             "attempted": totals.attempted,
@@ -103,10 +120,11 @@ class CounterChecker:
             reason = (f"every final read failed ({nodes})"
                       if final_failures else "the history has no final reads")
             result["reason"] = f"{reason}, so lost increments cannot be counted"
-            if not anomalies:
+            if result["valid"] is True:
                 result["valid"] = UNKNOWN
         silent = sorted(set(final_failures) - set(finals))
-        result["summary"] = self._summary(result, totals, stale, above, silent)
+        result["summary"] = self._summary(result, totals, stale, above, silent,
+                                          len(ill_typed))
         return result
 
     def _bounded_reads(self, history: list[Op]
@@ -116,8 +134,9 @@ class CounterChecker:
         failed = {start for start, end in completions(history).items()  # failed adds
                   if history[end].type == FAIL and history[start].f == "add"}
 
-        definite_pos = definite_neg = possible_pos = possible_neg = 0
-        definite_abs = possible_abs = 0
+        zero: int | float = 0  # deltas are ints, or floats in a history from elsewhere
+        definite_pos = definite_neg = possible_pos = possible_neg = zero
+        definite_abs = possible_abs = zero
         first_final: tuple[Any, Any] | None = None  # definite (abs, neg) sums then
         pending: dict[Any, tuple[int, Any, Any]] = {}
         reads: list[_Read] = []
@@ -154,9 +173,6 @@ class CounterChecker:
                     final_failures.append(str(_node(inv, op)))
                 continue
             value = op.value
-            if not isinstance(value, int | float) or isinstance(value, bool):
-                raise UsageError(f"op {op.index}: counter read returned {value!r}, "
-                                 "not a number")
             lower = self.initial + a + possible_neg
             upper = self.initial + possible_pos + b
             if final or not lower <= value <= upper:
@@ -172,16 +188,21 @@ class CounterChecker:
         return reads, totals, final_failures
 
     def _summary(self, result: Result, totals: _Totals, stale: list[_Read],
-                 above: list[_Read], silent: list[str]) -> str:
+                 above: list[_Read], silent: list[str], ill_typed: int) -> str:
         finals: dict[str, Any] = result["final_reads"]
         acked = totals.acknowledged
         values = set(finals.values())
+        disagree = any(a["type"] == "final-reads-disagree" for a in result["anomalies"])
         if len(values) == 1:
             where = f"final read {_n(next(iter(values)))} on every node"
         else:
             where = "final reads " + ", ".join(f"{n} {_n(v)}" for n, v in finals.items())
         if not finals:
             head = f"{result['reason']} ({_increments(acked)} acknowledged)"
+        elif disagree:
+            head = (f"final reads disagree ({where.removeprefix('final reads ')}) although "
+                    f"the system had time to converge, so lost increments are not counted "
+                    f"({_increments(acked)} acknowledged)")
         elif result["lost"]:
             share = f" ({100 * result['lost'] / acked:.1f}%)" if acked > 0 else ""
             head = (f"lost {_n(result['lost'])} of {_n(acked)} acknowledged "
@@ -196,12 +217,15 @@ class CounterChecker:
                          f"{_increments(indeterminate, number=False)} took effect)")
         notes = []
         if stale:
-            notes.append(f"{_n(len(stale))} stale read{'s' if len(stale) != 1 else ''}")
+            behind = sum(r.final for r in stale)
+            notes.append(f"{_n(len(stale))} stale read{'s' if len(stale) != 1 else ''}"
+                         + (f" ({behind} of them final: a node behind)" if behind else ""))
         if above:
             notes.append(f"{_n(len(above))} read{'s' if len(above) != 1 else ''} "
                          "above every attempted increment")
-        if any(a["type"] == "divergent-final-reads" for a in result["anomalies"]):
-            notes.append("final reads disagree across nodes")
+        if ill_typed:
+            notes.append(f"{_n(ill_typed)} read{'s' if ill_typed != 1 else ''} returned "
+                         "no number (left out)")
         parts = [head, *notes] if result["lost"] else [*notes, head]  # the worst first
         if finals and silent:
             parts.append(f"no final read from {', '.join(silent)}")
@@ -224,6 +248,10 @@ class _Totals:
 def _divergent(finals: list[_Read], totals: _Totals) -> int:
     """How many nodes' final reads disagree with the most common value, when no
     single counter could explain the disagreement; else 0.
+
+    The run retries its final reads until they agree and stop changing; reads that
+    still disagree mean the system never converged in the time given, so no final read
+    can be trusted to show what was lost (a node behind may yet catch up).
 
     Final reads may differ legitimately when an indeterminate add lands between them,
     so they diverge only if they differ by more than every such add could account for,
@@ -261,3 +289,64 @@ def _n(x: float) -> str:
 def _increments(x: float, number: bool = True) -> str:
     word = "increment" if x == 1 else "increments"
     return f"{_n(x)} {word}" if number else word
+
+
+_INVALIDATING = frozenset(("stale-read", "duplicate-update", "lost-update"))
+"""Anomalies that prove the system wrong; the others leave the verdict undecided."""
+
+
+def _verdict(anomalies: list[dict[str, Any]]) -> bool | str:
+    if any(a["type"] in _INVALIDATING for a in anomalies):
+        return False
+    return UNKNOWN if anomalies else True
+
+
+def numeric_reads(history: list[Op]) -> tuple[list[Op], list[Op]]:
+    """``history`` with its counter reads made numbers, and the ok reads that were not.
+
+    JSON has one number type, so a read of 2.0 is a read of 2 (integral floats become
+    ints); 2.5 stays a read of 2.5, which no state of integer deltas matches. A read that
+    returned no number at all (a string, a list, null, a bool) says nothing about the
+    counter: it is left out (invocation and completion both; a read changes nothing),
+    and returned second so that the checker can report it. Ops are copied only where
+    they change; the input is left as it was.
+    """
+    invoked: dict[Any, int] = {}
+    changes: dict[int, Op | None] = {}  # position -> its replacement, or None: left out
+    ill_typed: list[Op] = []
+    for pos, op in enumerate(history):
+        if op.process == NEMESIS:
+            continue
+        if op.type == INVOKE:
+            invoked[op.process] = pos
+            continue
+        start = invoked.pop(op.process, None)
+        if op.type != OK or start is None or history[start].f != "read":
+            continue
+        value = op.value
+        if isinstance(value, float) and value.is_integer():
+            changes[pos] = Op(op.type, op.f, int(value), op.process, op.time, op.index,
+                              dict(op.extra))
+        elif not isinstance(value, int | float) or isinstance(value, bool):
+            changes[start] = changes[pos] = None
+            ill_typed.append(op)
+    if not changes:
+        return history, ill_typed
+    out = [changes.get(pos, op) for pos, op in enumerate(history)]
+    return [op for op in out if op is not None], ill_typed
+
+
+def _ill_typed_detail(op: Op) -> dict[str, Any]:
+    return {"process": op.process, "node": op.extra.get("node"), "time": _seconds(op),
+            "value": op.value, "explanation": f"read returned {op.value!r}"[:200]}
+
+
+class NumericReads:
+    """Another checker (the linearizability one), given the history with its counter
+    reads made numbers (see ``numeric_reads``); the counter checker reports the rest."""
+
+    def __init__(self, checker: Checker) -> None:
+        self.checker = checker
+
+    def check(self, test: Test | None, history: list[Op]) -> Result:
+        return self.checker.check(test, numeric_reads(history)[0])

@@ -68,8 +68,9 @@ def parse_initial(initial: str | None) -> Any:
         return None
     try:
         return json.loads(initial)
-    except json.JSONDecodeError as e:
-        raise UsageError(f"--initial is not valid JSON: {initial!r} ({e.msg})") from None
+    except (ValueError, RecursionError) as e:  # bad JSON, an int over 4,300 digits, depth
+        why = e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(";")[0]
+        raise UsageError(f"--initial is not valid JSON: {initial!r:.60} ({why})") from None
 
 
 def build_model(name: str, initial: Any = None) -> Model:

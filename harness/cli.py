@@ -20,7 +20,7 @@ import os  # noqa: E402 (the contract must begin before these load)
 import sys  # noqa: E402
 import traceback  # noqa: E402
 from contextlib import suppress  # noqa: E402
-from typing import Any  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import click  # noqa: E402
 
@@ -51,6 +51,23 @@ def _parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def _limit(param: click.Parameter, text: str | None, kind: type[float] | type[int],
+           cap: int) -> Any:
+    """A check budget: a finite, positive number up to ``cap``, checked by the same
+    schema mechanism as ``run``'s flags (NaN or inf would never run out)."""
+    if text is None:
+        return None
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from harness.schema import describe
+
+    try:
+        return TypeAdapter(Annotated[kind, Field(gt=0, le=cap, allow_inf_nan=False)],
+                           config={"strict": False}).validate_python(text)
+    except ValidationError as e:
+        raise click.UsageError(f"{param.opts[0]} {describe(e.errors()[0])}") from None
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """splitbrain: Jepsen-style consistency testing with real clusters and real faults."""
@@ -58,17 +75,19 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("test_file", required=False, type=click.Path(dir_okay=False))
+# Flags reach the spec as text: the spec's schema parses and checks them exactly as it
+# checks a TOML file's values, so both read the same one-line errors.
 @click.option("--system", help="system under test (see `splitbrain list`)")
 @click.option("--workload", help="what clients do and what is checked")
 @click.option("--nemesis", help="faults, comma separated: partition,kill or none")
-@click.option("--backend", type=click.Choice(["local", "docker", "ssh"]))
-@click.option("--nodes", type=int, help="number of nodes n1..nN")
+@click.option("--backend", metavar="local|docker|ssh", help="where the nodes run")
+@click.option("--nodes", metavar="N", help="number of nodes n1..nN")
 @click.option("--node", "node_names", multiple=True, help="a node host (repeatable)")
-@click.option("--concurrency", type=int, help="concurrent client workers")
-@click.option("--rate", type=float, help="overall ops per second (default: unlimited)")
-@click.option("--time-limit", type=float, help="seconds of client operations")
-@click.option("--seed", type=int, help="random seed (default: time-based)")
-@click.option("--store", type=click.Path(file_okay=False), help="store directory")
+@click.option("--concurrency", metavar="C", help="concurrent client workers")
+@click.option("--rate", metavar="OPS_PER_S", help="overall ops per second (default: unlimited)")
+@click.option("--time-limit", metavar="SECONDS", help="seconds of client operations")
+@click.option("--seed", metavar="N", help="random seed (default: random)")
+@click.option("--store", metavar="DIR", help="store directory")
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="system option")
 @click.option("--image", help="docker backend: the node image (default: splitbrain's)")
 @click.option("--build-image", is_flag=True, default=None,
@@ -87,8 +106,10 @@ def run(test_file: str | None, options: tuple[str, ...], **flags: Any) -> None:
 @click.option("--format", "fmt", default="auto", show_default=True,
               type=click.Choice(["auto", "jsonl", "edn", "jepsen-log", "porcupine"]))
 @click.option("--initial", help="initial model state as JSON")
-@click.option("--time-limit", type=float, help="seconds before giving up (unknown)")
-@click.option("--memory-limit", type=int, help="MiB before giving up (unknown)")
+@click.option("--time-limit", callback=lambda ctx, param, text: _limit(param, text, float, 86_400),
+              metavar="SECONDS", help="seconds before giving up (unknown)")
+@click.option("--memory-limit", callback=lambda ctx, param, text: _limit(param, text, int, 1 << 20),
+              metavar="MIB", help="MiB before giving up (unknown)")
 def check(history: str, model: str, fmt: str, initial: str | None,
           time_limit: float | None, memory_limit: int | None) -> None:
     """Check a recorded history for linearizability against a model."""
@@ -110,7 +131,8 @@ def report(run_dir: str) -> None:
 
 @cli.command()
 @click.argument("store", required=False, default="store", type=click.Path(file_okay=False))
-@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
+              help="port on 127.0.0.1 (0: any free one)")
 def serve(store: str, port: int) -> None:
     """Browse a store's runs and reports (on 127.0.0.1 only)."""
     from harness.serve import make_server

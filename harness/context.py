@@ -8,39 +8,134 @@ run directory and a logger.
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field
+import re
+import resource
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from harness.schema import Schema, TextAs, show
 
 if TYPE_CHECKING:
     from harness.cluster.remote import Remote
 
+MAX_NODES = 100
+MAX_TIME_LIMIT = 86_400.0
+"""A day of client operations: longer is a typo, or a run nobody will wait for."""
+MAX_RATE = 1_000_000.0
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
+"""As the local backend names nodes (a backend with host names widens it)."""
 
-@dataclass
-class Spec:
-    system: str = "counterd"
-    workload: str = "counter"
-    nemesis: list[str] = field(default_factory=lambda: ["partition", "kill"])
-    backend: str = "local"
-    nodes: list[str] = field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
-    concurrency: int = 10
-    rate: float | None = None
-    time_limit: float = 20.0
-    seed: int = 0
-    store: str = "store"
-    options: dict[str, str] = field(default_factory=dict)
-    name: str = ""
-    image: str = ""  # docker backend: a user's own node image ("" for splitbrain's)
-    build_image: bool = False  # docker backend: build splitbrain's node image if missing
 
-    def __post_init__(self) -> None:
+def max_concurrency() -> int:
+    """Workers the machine can hold: 1,000, or fewer where the open-file limit is low
+    (each worker holds a connection or two, and servers need descriptors too)."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if soft == resource.RLIM_INFINITY:
+        return 1000
+    return max(1, min(1000, (soft - 100) // 2))
+
+
+DEFAULT_NEMESIS = ("partition", "kill")
+"""The faults of a run that asks for none; those that cannot act on the system are left
+out with a note (``nemeses.package.build_nemesis``)."""
+
+
+OptionValue = Annotated[str, Field(max_length=4096)] | int | float | bool
+"""An option's value: text from ``-o KEY=VALUE``, typed from a TOML ``[options]`` table;
+each system and workload checks its own (``harness.systems.options``)."""
+
+
+class Spec(Schema):
+    """What the user asked for, validated (``harness.spec_loader`` builds it from a TOML
+    file and flags); written to ``test.json``. A new setting is one field here, with its
+    type and bounds: the TOML key, the flag's checks and the error messages follow."""
+
+    system: Annotated[str, Field(min_length=1, max_length=200)] = "counterd"
+    workload: Annotated[str, Field(min_length=1, max_length=200)] = "counter"
+    nemesis: Annotated[list[Annotated[str, Field(max_length=100)]] | None,
+                       Field(max_length=100), TextAs(str)] = None
+    """Fault names, ``partition,kill`` or a list; ``none`` (or nothing) for no faults.
+    None (not given): ``DEFAULT_NEMESIS``, where faults that cannot act on the system are
+    left out with a note rather than refused. Names are resolved by ``nemeses.package``."""
+    backend: Literal["local", "docker", "ssh"] = "local"
+    nodes: Annotated[list[str], TextAs(int)] = \
+        Field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
+    """A count (``n1`` .. ``nN``) or a list of distinct node names."""
+    concurrency: Annotated[int, Field(ge=1)] = 10
+    rate: Annotated[float, Field(gt=0, le=MAX_RATE, allow_inf_nan=False)] | None = None
+    time_limit: Annotated[float, Field(gt=0, le=MAX_TIME_LIMIT)] = 20.0
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    store: Annotated[str, Field(min_length=1, max_length=4096)] = "store"
+    options: Annotated[dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,100}$")],
+                            OptionValue],
+                       Field(max_length=100)] = Field(default_factory=dict)
+    name: Annotated[str, Field(max_length=500)] = ""
+    """The test's name as given (kept in test.json); its directory in the store is
+    ``harness.names.slug(name)``."""
+    image: Annotated[str, Field(max_length=500)] = ""
+    """Docker backend: a user's own node image ("" for splitbrain's)."""
+    build_image: bool = False
+    """Docker backend: build splitbrain's node image when it is missing."""
+
+    @field_validator("nemesis", mode="before")
+    @classmethod
+    def _split_nemesis(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [n.strip() for n in value.split(",") if n.strip()]
+        if not isinstance(value, list):
+            raise ValueError('must be fault names, as "partition,kill" or a list')
+        return [] if value == ["none"] else value
+
+    @field_validator("nodes", mode="before")
+    @classmethod
+    def _count_or_names(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not 1 <= value <= MAX_NODES:
+                raise ValueError(f"must be a number of nodes from 1 to {MAX_NODES}")
+            return [f"n{i}" for i in range(1, value + 1)]
+        if not isinstance(value, list):
+            raise ValueError("must be a number of nodes or a list of node names")
+        if not 1 <= len(value) <= MAX_NODES:
+            raise ValueError(f"must name 1 to {MAX_NODES} nodes")
+        for name in value:
+            if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+                raise ValueError(f"has a bad node name {show(name)}: use up to 32 letters, "
+                                 "digits, '_', '.' and '-'")
+        if len(set(value)) != len(value):
+            raise ValueError("must name distinct nodes")
+        return value
+
+    @field_validator("concurrency")
+    @classmethod
+    def _capped(cls, value: int) -> int:
+        cap = max_concurrency()
+        if value > cap:
+            raise ValueError(f"must be at most {cap:,} (one client connection per worker, "
+                             "within this machine's open-file limit)")
+        return value
+
+    @field_validator("store")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.isprintable():
+            raise ValueError("must not contain control characters")
+        return str(Path(value))
+
+    @model_validator(mode="after")
+    def _default_name(self) -> Spec:
         if not self.name:
             variant = self.options.get("variant")
-            parts = [self.system, variant, self.workload, "+".join(self.nemesis) or "none"]
+            faults = DEFAULT_NEMESIS if self.nemesis is None else self.nemesis
+            parts = [self.system, variant if isinstance(variant, str) else None,
+                     self.workload, "+".join(faults) or "none"]
             self.name = "-".join(p for p in parts if p)
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass
@@ -55,5 +150,5 @@ class Test:
         return self.spec.nodes
 
     @property
-    def options(self) -> dict[str, str]:
+    def options(self) -> dict[str, Any]:
         return self.spec.options

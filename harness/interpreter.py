@@ -14,12 +14,23 @@ history appends (JSON encoding and a flush per line: about half of the CPU an op
 costs). The ``op_timeout`` backstop is a watchdog sweeping every worker's op in flight
 ten times per ``op_timeout``, rather than a timer per op (``asyncio.timeout`` alone
 cost a quarter of an op).
+
+The interpreter's timeout is final: any completion other than ``ok`` of an op that ran
+past ``op_timeout`` is recorded as ``info`` "timeout", whatever the client claimed (a
+client that turns the watchdog's cancellation into ``fail`` cannot know the request did
+not land). Client code that will not give control back cannot hold the run: workers
+still busy at the hard deadline (time limit + ``op_timeout`` + a grace period) are
+abandoned with their op recorded as ``info``, and a client call that blocks the event
+loop is interrupted by a ``StallGuard`` (see ``harness.stuck`` for both mechanisms).
+A client raising any ``BaseException`` (``SystemExit`` included) gets an ``info``, as for
+any other exception; only cancellation and ``KeyboardInterrupt`` end the run.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +38,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from harness.client import Client
 from harness.generator import GenContext, Generator, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
+from harness.stuck import (
+    GRACE,
+    INTERRUPT_GRACE,
+    ClientFailed,
+    LoopBlocked,
+    StallGuard,
+    abandon,
+    bounded,
+    run_loop,
+)
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -46,21 +67,42 @@ class _InFlight:
     """One worker's op in flight, as the watchdog sees it."""
 
     since: float | None = None
-    """Loop time at which the op was invoked; None between ops."""
+    """``time.monotonic()`` at which the op was invoked; None between ops. (Not the
+    loop's clock: uvloop's stands still while a callback blocks the loop.)"""
+    op: Op | None = None
+    """The invocation in flight, for the run to complete if it abandons the worker."""
     expired: bool = False
     """The watchdog cancelled the worker because of this op."""
+    stopped: str | None = None
+    """Why the run cancelled this worker (``interrupted``, or ``timeout`` at the hard
+    deadline): the error its op in flight gets."""
+    abandoned: bool = False
+    """The run gave up on this worker and recorded its op: it must record nothing."""
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
-    """Runs ``main`` on uvloop when installed: it takes about a third less CPU per op."""
+    """Runs ``main`` on uvloop when installed (it takes about a third less CPU per op),
+    like ``asyncio.run`` but never waiting forever for a task that ignores cancellation.
+    """
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
+        return run_loop(main, asyncio.new_event_loop)
+    return run_loop(main, uvloop.new_event_loop)
+
+
+def _timed_out(invoke: Op, completion: Op) -> Op:
+    """The completion of an op that ran past its timeout and did not end ``ok``: it may
+    still land, whatever the client said, so it is ``info``; the client's word is kept."""
+    if completion.type == INFO and completion.error == "timeout":
+        return completion
+    said = completion.type + (f": {completion.error}" if completion.error else "")
+    return invoke.info("timeout", client_said=said)
 
 
 def _error_text(e: BaseException) -> str:
+    if isinstance(e, ClientFailed):
+        e = e.original
     text = str(e)
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
@@ -83,6 +125,11 @@ class Interpreter:
         self.op_timeout = op_timeout
         self._clients: set[Client] = set()
         self._max_process = concurrency - 1
+        self._slots: dict[asyncio.Task[None], _InFlight] = {}
+        """Each worker's op in flight, by task: the stall guard asks who is running."""
+        self._guard = StallGuard(op_timeout, self._in_client)
+        self._calls: set[asyncio.Task[Any]] = set()
+        """Client calls running as tasks of their own (``harness.stuck.bounded``)."""
 
     async def run(
         self, generator: Generator, *, time_limit: float, seed: int,
@@ -94,10 +141,14 @@ class Interpreter:
         Call it once per interpreter: workers start again as processes 0..C-1.
 
         No op is invoked after the time limit; ops in flight then finish (bounded by
-        ``op_timeout``). ``schedule`` (``(delay, invocation)`` pairs, possibly endless)
-        runs only when a ``nemesis`` is given; a fault due after the time limit is not
-        started. On cancellation every op in flight is recorded as ``info``
-        "interrupted" before this returns, so the history stays well formed.
+        ``op_timeout``). A worker still busy ``op_timeout`` + ``GRACE`` seconds after the
+        time limit (its client ignored the watchdog's cancellation) is abandoned and
+        its op recorded as ``info`` "timeout". ``schedule`` (``(delay, invocation)``
+        pairs, possibly endless) runs only when a ``nemesis`` is given; a fault due
+        after the time limit is not started, one in progress is allowed to finish. On
+        cancellation every op in flight is recorded as ``info`` "interrupted" before
+        this returns (within ``INTERRUPT_GRACE`` seconds, whatever the clients do), so
+        the history stays well formed.
 
         ``rate`` is in ops/s over all workers: between two ops each worker waits a
         uniform random time in [0, 2 * concurrency / rate) (Jepsen's stagger), so the
@@ -108,30 +159,97 @@ class Interpreter:
         loop = asyncio.get_running_loop()
         start = loop.time()
         deadline = start + time_limit
+        stop_at = time.monotonic() + time_limit  # the same, on a clock that never lags
         interval = None if rate is None else self.concurrency / rate
         slots = [_InFlight() for _ in range(self.concurrency)]
+        workers = [asyncio.ensure_future(self._worker(
+            worker, slots[worker], generator, seed, start, deadline, stop_at, interval))
+            for worker in range(self.concurrency)]
+        self._slots = dict(zip(workers, slots))
+        faults = (asyncio.ensure_future(self._run_schedule(nemesis, schedule, deadline))
+                  if nemesis is not None else None)
+        watchdog = asyncio.ensure_future(self._watchdog(slots, workers))
         try:
-            async with asyncio.TaskGroup() as tasks:
-                workers = [
-                    tasks.create_task(self._worker(
-                        worker, slots[worker], generator, seed, start, deadline, interval))
-                    for worker in range(self.concurrency)]
-                if nemesis is not None:
-                    tasks.create_task(self._run_schedule(nemesis, schedule, deadline))
-                watchdog = tasks.create_task(self._watchdog(slots, workers))
-                await asyncio.wait(workers)
-                watchdog.cancel()
-        except ExceptionGroup as group:
-            # A bug in a generator or client code: the first error is the one to show
-            # (a UsageError stays a UsageError); the task group already stopped the rest.
-            raise group.exceptions[0] from None
+            async with self._guard:
+                try:
+                    await self._await_workers(workers, deadline + self.op_timeout + GRACE)
+                except BaseException:
+                    if faults is not None:  # a fault in progress finishes (nemesis_op)
+                        faults.cancel()
+                        await asyncio.wait({faults})
+                    raise
+                finally:
+                    watchdog.cancel()
+                if faults is not None:
+                    await faults
+        finally:
+            self._slots = {}
+
+    async def _await_workers(self, workers: list[asyncio.Task[None]], hard: float) -> None:
+        """Waits for the workers until the loop time ``hard``, then abandons the rest.
+
+        The first worker to fail stops the others and its error is raised (a bug in a
+        generator: a UsageError stays a UsageError). On cancellation the workers are
+        cancelled, given ``INTERRUPT_GRACE`` seconds, and the rest abandoned.
+        """
+        loop = asyncio.get_running_loop()
+        pending = set(workers)
+        try:
+            while pending and (left := hard - loop.time()) > 0:
+                done, pending = await asyncio.wait(
+                    pending, timeout=left, return_when=asyncio.FIRST_EXCEPTION)
+                failed = [t for t in done if not t.cancelled() and t.exception()]
+                if failed:
+                    await self._stop(pending, "interrupted")
+                    error = failed[0].exception()
+                    assert error is not None
+                    raise error
+        except asyncio.CancelledError:
+            await self._stop(pending, "interrupted")
+            raise
+        if pending:
+            self.test.log.warning(
+                "%d client(s) still busy %g s after the time limit: abandoned, their ops "
+                "recorded as info", len(pending), self.op_timeout + GRACE)
+            await self._stop(pending, "timeout")
+
+    async def _stop(self, workers: set[asyncio.Task[None]], error: str) -> None:
+        """Cancels ``workers`` and waits a little for them; records the op of each one
+        still running as ``info`` ``error`` and abandons it."""
+        for task in workers:
+            self._slots[task].stopped = error
+            task.cancel()
+        if workers:
+            _, stuck = await asyncio.wait(workers, timeout=INTERRUPT_GRACE)
+            for task in stuck:
+                slot = self._slots[task]
+                if slot.op is not None and not slot.abandoned:
+                    self.history.append(slot.op.info(
+                        error, node=slot.op.extra.get("node"),
+                        stuck="the client ignored its cancellation"))
+                slot.abandoned = True
+                abandon(task)
+
+    def _in_client(self) -> bool:
+        """Whether the task running now is in a client call (asked by the stall guard)."""
+        task = asyncio.current_task()
+        if task is None:
+            return False
+        slot = self._slots.get(task)
+        return (slot is not None and slot.since is not None) or task in self._calls
 
     async def _worker(
         self, worker: int, slot: _InFlight, generator: Generator, seed: int,
-        start: float, deadline: float, interval: float | None,
+        start: float, deadline: float, stop_at: float, interval: float | None,
     ) -> None:
+        """One worker's loop. ``deadline`` is in the loop's time; ``stop_at`` is the same
+        moment in ``time.monotonic()``, checked before every invocation because uvloop's
+        clock stands still while a callback blocks the loop (after a client blocked it,
+        the loop's time is behind until the next iteration)."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        assert task is not None
+        monotonic = time.monotonic
         node = self.nodes[worker % len(self.nodes)]
         ctx = GenContext(worker_rng(seed, worker), worker, node, 0.0)
         # Stagger draws from its own stream so the op sequence does not depend on rate.
@@ -156,11 +274,11 @@ class Interpreter:
                     # that did suspend an extra turn would only delay the next op.
                     await sleep(0)
                 now = loop.time()
-                if now >= deadline:
+                if now >= deadline or monotonic() >= stop_at:
                     return
                 if client is None:
                     client = await self._open(node, deadline)
-                    if client is None:
+                    if client is None or monotonic() >= stop_at:
                         return
                     now = loop.time()
                 ctx.process = process
@@ -172,22 +290,36 @@ class Interpreter:
                 append(invoke)
                 # Like _invoke, but timed out by the watchdog instead of asyncio.timeout,
                 # whose timer would be a quarter of the cost of an op.
-                slot.since = now
+                slot.op = invoke
+                slot.since = began = monotonic()
                 try:
                     completion = await client.invoke(test, invoke)
                     if type(completion) is not Op or completion.type not in _COMPLETIONS:
                         completion = invoke.info(f"client returned {completion!r}")
                 except asyncio.CancelledError:
-                    if not slot.expired or task.cancelling() > 1:  # Ctrl-C, not a timeout
-                        append(invoke.info("interrupted", node=node))
+                    if slot.stopped is not None or not slot.expired:  # not the watchdog
+                        if not slot.abandoned:
+                            append(invoke.info(slot.stopped or "interrupted", node=node))
                         raise
                     completion = invoke.info("timeout")
-                except Exception as e:
+                except (KeyboardInterrupt, GeneratorExit):
+                    if not slot.abandoned:
+                        append(invoke.info("interrupted", node=node))
+                    raise
+                except LoopBlocked:
+                    completion = invoke.info("timeout", stuck="the client blocked the loop")
+                except BaseException as e:  # noqa: B036 - SystemExit from a client too
                     completion = invoke.info(_error_text(e))
-                slot.since = None
+                slot.since = slot.op = None
+                if slot.abandoned:  # the run recorded this op already and went on
+                    return
                 if slot.expired:  # consume the watchdog's cancel, even if the client ate it
                     slot.expired = False
                     task.uncancel()
+                    if completion.type != OK:
+                        completion = _timed_out(invoke, completion)
+                elif completion.type != OK and monotonic() - began >= self.op_timeout:
+                    completion = _timed_out(invoke, completion)
                 completion.process = process
                 completion.extra["node"] = node
                 append(completion)
@@ -200,19 +332,19 @@ class Interpreter:
                 if interval is not None:
                     next_at = max(next_at, now) + stagger(0, 2 * interval)
         finally:
-            if client is not None:
+            if client is not None and not slot.abandoned:  # the run closes those
                 await self._close(client)
 
     async def _watchdog(self, slots: list[_InFlight], workers: list[asyncio.Task]) -> None:
         """Cancels every worker whose op has been in flight for ``op_timeout``.
 
         One sweep every tenth of ``op_timeout`` costs far less than a timer per op; the
-        worker tells this cancellation from Ctrl-C by its slot's ``expired`` flag.
+        worker tells this cancellation from the run's end by its slot's ``expired`` and
+        ``stopped`` fields.
         """
-        loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.op_timeout / 10)
-            overdue = loop.time() - self.op_timeout
+            overdue = time.monotonic() - self.op_timeout
             for slot, worker in zip(slots, workers):
                 if slot.since is not None and slot.since <= overdue and not slot.expired:
                     slot.expired = True
@@ -228,8 +360,7 @@ class Interpreter:
         backoff, longest = _OPEN_BACKOFF
         while True:
             try:
-                async with asyncio.timeout(self.op_timeout):
-                    client = await self.open_client(node)
+                client = await bounded(self._calls, self.op_timeout, self.open_client(node))
             except Exception as e:
                 self.test.log.debug("cannot open a client to %s: %s", node, _error_text(e))
                 if loop.time() + backoff >= deadline:
@@ -244,8 +375,7 @@ class Interpreter:
         """Closes a client, never letting a broken one stop the run."""
         self._clients.discard(client)
         try:
-            async with asyncio.timeout(self.op_timeout):
-                await client.close()
+            await bounded(self._calls, self.op_timeout, client.close())
         except Exception as e:
             self.test.log.debug("closing a client failed: %s", _error_text(e))
 
@@ -289,7 +419,7 @@ class Interpreter:
 
     async def final_ops(
         self, ops: list[tuple[str, str, Any]], *, attempts: int = 5,
-        retry_delay: float = 1.0, extra: dict | None = None,
+        retry_delay: float = 1.0, extra: dict[str, Any] | None = None,
     ) -> list[Op]:
         """Runs ``(node, f, value)`` ops concurrently, each with a fresh client.
 
@@ -300,13 +430,14 @@ class Interpreter:
         """
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        return list(await asyncio.gather(*(
-            self._final_op(node, f, value, attempts, retry_delay, extra or {})
-            for node, f, value in ops)))
+        async with self._guard:
+            return list(await asyncio.gather(*(
+                self._final_op(node, f, value, attempts, retry_delay, extra or {})
+                for node, f, value in ops)))
 
     async def _final_op(
         self, node: str, f: str, value: Any, attempts: int, retry_delay: float,
-        extra: dict,
+        extra: dict[str, Any],
     ) -> Op:
         process = self._fresh_process()
         client: Client | None = None
@@ -318,8 +449,7 @@ class Interpreter:
                 self.history.append(invoke)
                 if client is None:
                     try:
-                        async with asyncio.timeout(self.op_timeout):
-                            client = await self.open_client(node)
+                        client = await bounded(self._calls, self.op_timeout, self.open_client(node))
                     except Exception as e:
                         completion = invoke.fail(f"cannot open a client: {_error_text(e)}")
                     else:
@@ -331,7 +461,7 @@ class Interpreter:
                 self.history.append(completion)
                 if completion.type == OK:
                     break
-                if completion.type == INFO:
+                if completion.type == INFO and client is not None:
                     process = self._fresh_process()
                     await self._close(client)
                     client = None
@@ -343,8 +473,8 @@ class Interpreter:
     async def _invoke(self, client: Client, invoke: Op) -> Op:
         """The client's completion of ``invoke``; ``info`` on timeout or exception."""
         try:
-            async with asyncio.timeout(self.op_timeout):
-                completion = await client.invoke(self.test, invoke)
+            completion = await bounded(self._calls, self.op_timeout,
+                                       client.invoke(self.test, invoke))
         except TimeoutError:
             return invoke.info("timeout")
         except Exception as e:
@@ -358,6 +488,7 @@ class Interpreter:
         return self._max_process
 
     async def close(self) -> None:
-        """Closes every client still open."""
-        for client in list(self._clients):
-            await self._close(client)
+        """Closes every client still open (those of abandoned workers included)."""
+        async with self._guard:
+            for client in list(self._clients):
+                await self._close(client)

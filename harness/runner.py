@@ -48,6 +48,10 @@ OP_TIMEOUT = 5.0
 """Backstop for a client op; clients enforce their own, shorter, timeouts."""
 DEFAULT_RECOVERY_TIME = 2.0
 """Seconds between healing and the final reads, for systems that do not say."""
+CONVERGENCE_TIME = 10.0
+"""Seconds, beyond the recovery time, that the final reads may take to converge."""
+FINAL_READ_INTERVAL = 0.5
+"""Seconds between two rounds of final reads."""
 
 
 def run_from_cli(test_file: str | None, options: dict[str, str],
@@ -90,6 +94,8 @@ class _Ending:
     interrupted: bool = False
     failure: EnvironmentFailure | None = None
     store_errors: list[StoreError] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """What the user should know about how the run was set up."""
 
 
 def _run_and_tear_down(test: Test, system: Any, workload: Workload,
@@ -99,7 +105,7 @@ def _run_and_tear_down(test: Test, system: Any, workload: Workload,
     try:
         try:
             try:
-                _run_cluster(test, system, workload, history, teardown)
+                _run_cluster(test, system, workload, history, teardown, ending.notes)
             finally:
                 teardown.run()
         finally:
@@ -124,16 +130,22 @@ def _run_and_tear_down(test: Test, system: Any, workload: Workload,
 
 
 def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,
-                 teardown: _Teardown) -> None:
+                 teardown: _Teardown, notes: list[str]) -> None:
     """Everything that needs the cluster; ``teardown`` learns what to undo as it is made."""
     with _system_code(test, "db()"):
-        db = teardown.db = system.db(test)
+        db = system.db(test)
     with _system_code(test, "serving_nodes()"):
         serving = system.serving_nodes(test)
+    # Before any cluster exists: a fault asked for by name that cannot act is refused.
+    package = build_nemesis(test.spec.nemesis, test, db, random.Random(test.spec.seed),
+                            nodes=serving)
+    notes.extend(package.notes)
+    for note in package.notes:
+        log.info("%s", note)
+    teardown.db = db  # from here on there is something to tear down
     test.remote.setup(test.nodes)
     on_each_node(test.nodes, lambda node: _setup_node(test, db, node))
-    teardown.package = package = build_nemesis(
-        test.spec.nemesis, test, db, random.Random(test.spec.seed), nodes=serving)
+    teardown.package = package
     package.nemesis.setup(test)
     with STOP.event_loop():
         run_async(STOP.cancelling(
@@ -185,12 +197,43 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
                 progress.phase("waiting for recovery", recovery)
                 await asyncio.sleep(recovery)
                 progress.phase("final reads")
-                f, value = workload.final
-                await interp.final_ops([(node, f, value) for node in serving],
-                                       extra={"final": True})
+                await _converged_final_reads(interp, serving, workload.final,
+                                             recovery + CONVERGENCE_TIME)
         history.sync()
     finally:
         await interp.close()
+
+
+async def _converged_final_reads(interp: Interpreter, serving: list[str],
+                                 final: tuple[str, Any], budget: float) -> None:
+    """Takes the final reads on every serving node until they agree and stop changing.
+
+    A replica cut off by a partition may still be catching up when healing is over: a
+    read of it then shows what it has not received yet, not what was lost. So the reads
+    are taken in rounds, every ``FINAL_READ_INTERVAL`` seconds, until two rounds in a
+    row succeed on every node with one and the same value, or ``budget`` seconds pass.
+    Every attempt is recorded (marked final); the checker judges the last read of each
+    node and says "final reads disagree" instead of counting losses when they never
+    agreed.
+    """
+    f, value = final
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + budget
+    previous: list[Any] | None = None
+    while True:
+        done = await interp.final_ops([(node, f, value) for node in serving],
+                                      attempts=1, extra={"final": True})
+        values = [op.value for op in done if op.type == "ok"]
+        agreed = len(values) == len(done) and all(v == values[0] for v in values)
+        if agreed and previous == values:
+            return
+        previous = values if agreed else None
+        if loop.time() + FINAL_READ_INTERVAL >= give_up:
+            log.warning("final reads did not converge within %g s: %s", budget, ", ".join(
+                f"{op.extra.get('node')} {op.value if op.type == 'ok' else op.type}"
+                for op in done))
+            return
+        await asyncio.sleep(FINAL_READ_INTERVAL)
 
 
 @dataclass
@@ -258,6 +301,8 @@ def _check_and_report(test: Test, system: Any, workload: Workload, ending: _Endi
         result = {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),
                   "reason": f"interrupted ({STOP.describe()}) while checking the history"}
     result["run_dir"] = str(test.run_dir)
+    if ending.notes:
+        result["notes"] = ending.notes
     _mark_interrupted(result)
     _save_results(test, result, ending)
     report = None

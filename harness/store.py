@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import StoreError, UsageError
+from harness.names import slug
 
 PROBE_BYTES = 16 * 1024
 """Written (and removed) when a run directory is made: a store with less room than this
@@ -37,7 +38,7 @@ def new_run_dir(store: str | Path, test_name: str) -> Path:
 
     Raises StoreError when the store is full, UsageError when it cannot be written at
     all (a file in the way, no permission, read-only), having removed what it made."""
-    root = Path(store)
+    root, test_name = Path(store), slug(test_name)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
     run_dir = root / test_name / stamp
     made = [d for d in (run_dir, run_dir.parent, root) if not d.exists()]

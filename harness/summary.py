@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 
 from checkers.linearizable import render
 from harness.context import Test
@@ -23,7 +24,7 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
     console = console or Console(highlight=False, soft_wrap=True)
     types = Counter(op.type for op in history if op.process != NEMESIS)
     faults = Counter(op.f for op in history if op.process == NEMESIS and op.type == "invoke")
-    console.print(f"[bold]{test.spec.name}[/] on {', '.join(serving)} "
+    console.print(f"[bold]{escape(test.spec.name)}[/] on {escape(', '.join(serving))} "
                   f"(cluster of {len(test.nodes)}), "
                   f"{test.spec.concurrency} clients, {test.spec.time_limit:g} s, "
                   f"seed {test.spec.seed}")
@@ -45,6 +46,8 @@ def print_summary(test: Test, history: list[Op], result: dict[str, Any],
             console.print(render(sub), markup=False, highlight=False)
     if result.get("reason"):
         console.print(f"  {result['reason']}")
+    for note in result.get("notes", []):
+        console.print(f"  [yellow]note[/] {escape(note)}")
     verdict, words = _VERDICT.get(result["valid"], _VERDICT["unknown"])
     where = f"report {report}" if report is not None else f"details in {test.run_dir}"
     console.print(f"{verdict}: {words} — {where}")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from harness.context import DEFAULT_NEMESIS
+from harness.db import Killable, Pausable
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
@@ -32,31 +34,38 @@ NEMESIS_PROCESS = "nemesis"
 
 @dataclass(frozen=True)
 class Fault:
-    """A fault the user can name: how to build its nemesis, and its start/stop ops."""
+    """A fault the user can name: how to build its nemesis, its start/stop ops, and what
+    it needs to act on the run at all."""
 
     build: Callable[[Test, object, random.Random, Sequence[str]], Nemesis]
     start: str
     stop: str
+    network: bool = False
+    """It cuts or slows traffic between nodes, so it needs the system on two of them:
+    clients connect from the controller, whose traffic the network faults never touch."""
+    needs: type | None = None
+    """The DB capability (``Killable``, ``Pausable``) it acts through."""
 
 
 FAULTS: dict[str, Fault] = {
     "partition": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng), "start-partition",
-                       "stop-partition"),
+                       "stop-partition", network=True),
     "partition-one": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng, "isolate-one"),
-                           "start-partition", "stop-partition"),
+                           "start-partition", "stop-partition", network=True),
     "partition-ring": Fault(lambda test, db, rng, nodes: PartitionNemesis(rng, "majorities-ring"),
-                            "start-partition", "stop-partition"),
+                            "start-partition", "stop-partition", network=True),
     "kill": Fault(lambda test, db, rng, nodes: ProcessNemesis(KILL, db, test.spec.system,
                                                              rng, nodes),
-                  "kill", "start"),
+                  "kill", "start", needs=Killable),
     "pause": Fault(lambda test, db, rng, nodes: ProcessNemesis(PAUSE, db, test.spec.system,
                                                               rng, nodes),
-                   "pause", "resume"),
-    "loss": Fault(lambda test, db, rng, nodes: LossNemesis(), "start-loss", "stop-loss"),
+                   "pause", "resume", needs=Pausable),
+    "loss": Fault(lambda test, db, rng, nodes: LossNemesis(), "start-loss", "stop-loss",
+                  network=True),
     "latency": Fault(lambda test, db, rng, nodes: LatencyNemesis(), "start-latency",
-                     "stop-latency"),
+                     "stop-latency", network=True),
     "container-kill": Fault(lambda test, db, rng, nodes: ContainerNemesis(True, db, rng, nodes),
-                            "kill-container", "start-container"),
+                            "kill-container", "start-container", needs=Killable),
     "container-pause": Fault(lambda test, db, rng, nodes: ContainerNemesis(False, db, rng,
                                                                            nodes),
                              "pause-container", "resume-container"),
@@ -106,6 +115,8 @@ class NemesisPackage:
     nemesis: Nemesis
     schedule: Iterator[tuple[float, Op]] = field(default_factory=lambda: iter(()))
     final: list[Op] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    """Default faults left out because they could not act on the run, each in a line."""
 
 
 def invocation(f: str) -> Op:
@@ -121,29 +132,63 @@ def alternating_schedule(faults: list[Fault], rng: random.Random,
             yield interval * rng.uniform(0.75, 1.25), invocation(f)
 
 
-def fault_names(names: list[str]) -> list[str]:
+def fault_names(names: list[str] | None) -> list[str]:
     """The distinct requested faults, ``none`` dropped; UsageError for an unknown one.
+    ``None`` (nothing asked for) means ``DEFAULT_NEMESIS``.
 
     The run loop calls this before any cluster exists, so a typo costs one line."""
-    wanted = [n for n in dict.fromkeys(names) if n != "none"]
+    wanted = [n for n in dict.fromkeys(DEFAULT_NEMESIS if names is None else names)
+              if n != "none"]
     unknown = [n for n in wanted if n not in FAULTS]
     if unknown:
         raise UsageError(f"unknown fault {unknown[0]!r}; known: none, {', '.join(FAULTS)}")
     return wanted
 
 
-def build_nemesis(names: list[str], test: Test, db: object, rng: random.Random,
+def cannot_act(name: str, system: str, db: object, nodes: Sequence[str]) -> str | None:
+    """Why the fault ``name`` cannot act on ``system`` (with ``db``, running on ``nodes``),
+    in words; None when it can.
+
+    A network fault needs the system on two nodes at least: a partition, loss or latency
+    between the nodes of a system that runs on one changes nothing for its clients,
+    which connect from the controller (never cut). A process fault needs its capability.
+    """
+    fault = FAULTS[name]
+    if fault.network and len(nodes) < 2:
+        where = f"on {nodes[0]} alone" if nodes else "on no node"
+        return (f"{name} acts on the traffic between nodes, and system {system} runs {where} "
+                "(its clients connect from the controller, whose traffic is never cut)")
+    if fault.needs is not None and not isinstance(db, fault.needs):
+        kind = KILL if fault.needs is Killable else PAUSE
+        return f"system {system} {kind.cannot}"
+    return None
+
+
+def build_nemesis(names: list[str] | None, test: Test, db: object, rng: random.Random,
                   interval: float = 5.0, nodes: Sequence[str] | None = None) -> NemesisPackage:
-    """The nemesis for the fault ``names``; UsageError for names it does not know, or
-    for faults the system cannot take. ``nodes`` are where the system runs (default:
-    every node of the test): crash faults aim there."""
+    """The nemesis for the fault ``names`` (None: the default faults, not asked for).
+
+    ``nodes`` are where the system runs (default: every node of the test): crash faults
+    aim there. A fault that cannot act on the run (``cannot_act``) is a UsageError when
+    asked for by name; from the default it is dropped, with a note in the package.
+    Drawing a fault band for a fault that did nothing would be a lie.
+    """
     wanted = fault_names(names)
+    targets = list(nodes) if nodes is not None else test.nodes
+    notes = []
+    for name in list(wanted):
+        why = cannot_act(name, test.spec.system, db, targets)
+        if why is None:
+            continue
+        if names is not None:
+            raise UsageError(f"fault {name} cannot act on this run: {why}")
+        wanted.remove(name)
+        notes.append(f"default fault {name} left out: {why}")
     if not wanted:
-        return NemesisPackage(NoopNemesis())
+        return NemesisPackage(NoopNemesis(), notes=notes)
     if interval <= 0:
         raise UsageError(f"the nemesis interval must be positive, got {interval}")
     faults = [FAULTS[n] for n in wanted]
-    targets = list(nodes) if nodes is not None else test.nodes
     nemeses = [fault.build(test, db, random.Random(rng.getrandbits(64)), targets)
                for fault in faults]
     schedule_rng = random.Random(rng.getrandbits(64))
@@ -151,4 +196,4 @@ def build_nemesis(names: list[str], test: Test, db: object, rng: random.Random,
     final = [invocation(f) for f in dict.fromkeys(
         fault.stop for name, fault in FAULTS.items() if name in wanted)]
     return NemesisPackage(ComposedNemesis(nemeses),
-                          alternating_schedule(faults, schedule_rng, interval), final)
+                          alternating_schedule(faults, schedule_rng, interval), final, notes)

@@ -79,8 +79,9 @@ async def _counterd(port: int, timeout: float) -> Client:
 
 def _redis(design: str) -> Callable[[int, float], Awaitable[Client]]:
     async def open_client(port: int, timeout: float) -> Client:
+        window = {"window": 0.0} if design == "get-set" else {}
         system = RedisSystem(RedisOptions(client=design, port=port, timeout=timeout,
-                                          window=0.0))
+                                          **window))
         return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
     return open_client
 

@@ -81,7 +81,7 @@ def test_a_stale_read():
     [a] = r["anomalies"]
     assert a["type"] == "stale-read" and a["count"] == 1
     assert a["reads"] == [{"process": 1, "node": "process 1", "time": 0.04,
-                           "value": 1, "lower": 2, "upper": 2}]
+                           "value": 1, "lower": 2, "upper": 2, "final": False}]
     assert r["summary"] == ("1 stale read; all 2 acknowledged increments present — "
                             "final read 2 on every node")
 
@@ -157,7 +157,7 @@ def test_a_pending_negative_delta_may_lower_the_read():
     assert s.check()["anomalies"][0]["type"] == "lost-update"
 
 
-def test_final_reads_that_no_counter_explains_diverge():
+def test_final_reads_that_disagree_claim_no_loss_and_the_node_behind_is_stale():
     s = _Script()
     s.add(0)
     s.add(0)
@@ -166,9 +166,46 @@ def test_final_reads_that_no_counter_explains_diverge():
     s.final("n3", 2)
     r = s.check()
     assert {a["type"]: a["count"] for a in r["anomalies"]} == {
-        "lost-update": 1, "divergent-final-reads": 1}
-    assert r["summary"] == ("lost 1 of 2 acknowledged increments (50.0%) — final reads "
-                            "n1 2, n2 1, n3 2; final reads disagree across nodes")
+        "stale-read": 1, "final-reads-disagree": 1}
+    assert r["lost"] == 0 and r["valid"] is False  # invalid for the stale read alone
+    [stale] = [a for a in r["anomalies"] if a["type"] == "stale-read"]
+    assert stale["reads"][0]["node"] == "n2" and stale["reads"][0]["final"] is True
+    assert r["summary"] == (
+        "1 stale read (1 of them final: a node behind); final reads disagree (n1 2, n2 1, "
+        "n3 2) although the system had time to converge, so lost increments are not "
+        "counted (2 increments acknowledged)")
+
+
+def test_final_reads_that_disagree_within_bounds_are_unknown_not_invalid():
+    s = _Script()
+    s.add(0)
+    s.add(1, outcome="info")
+    s.add(2, outcome="info")
+    s.final("n1", 3)
+    s.final("n2", 1)  # a later final read below an earlier one: never converged
+    r = s.check()
+    assert [a["type"] for a in r["anomalies"]] == ["final-reads-disagree"]
+    assert r["valid"] == "unknown" and r["lost"] == 0
+
+
+def test_loss_is_what_every_converged_final_read_lacks():
+    s = _Script()
+    for _ in range(5):
+        s.add(0)
+    for n in NODES:
+        s.final(n, 3)
+    r = s.check()
+    assert [(a["type"], a["count"]) for a in r["anomalies"]] == [("lost-update", 2)]
+    assert r["summary"].startswith("lost 2 of 5 acknowledged increments (40.0%)")
+    s = _Script()  # a late indeterminate add lands between two final reads
+    for _ in range(5):
+        s.add(0)
+    s.add(1, outcome="info")
+    s.final("n1", 3)
+    s.final("n2", 4)
+    r = s.check()
+    assert r["lost"] == 1  # n2 shows one more: only one is missing from every node
+    assert {a["type"] for a in r["anomalies"]} == {"lost-update", "stale-read"}
 
 
 def test_final_reads_may_differ_by_an_increment_that_landed_between_them():
@@ -181,12 +218,13 @@ def test_final_reads_may_differ_by_an_increment_that_landed_between_them():
     s.ops[-1].value = 3  # more than anything in flight could explain
     r = s.check()
     types = {a["type"] for a in r["anomalies"]}
-    assert types == {"divergent-final-reads", "duplicate-update"}
+    assert types == {"final-reads-disagree", "duplicate-update"}
     s.ops[-3].value = 2  # a later final read lower than an earlier one: backwards
     s.ops[-1].value = 1
     r = s.check()
     assert [(a["type"], a["count"]) for a in r["anomalies"]] == [
-        ("divergent-final-reads", 1)]
+        ("final-reads-disagree", 1)]
+    assert r["valid"] == "unknown"
 
 
 def test_no_final_read_is_unknown_never_a_pass():
@@ -209,15 +247,56 @@ def test_no_final_read_is_unknown_never_a_pass():
     assert r["valid"] is True and r["summary"].endswith("; no final read from n1")
 
 
-def test_malformed_values_are_usage_errors():
+def test_a_non_numeric_add_is_a_usage_error():
     s = _Script()
     s.add(0, "one")  # type: ignore[arg-type]
     with pytest.raises(UsageError, match="counter add of 'one'"):
         s.check()
+
+
+@pytest.mark.parametrize("value", [None, "abc", [1], {"n": 1}, True])
+def test_a_read_of_no_number_is_left_out_and_makes_the_verdict_unknown(value):
     s = _Script()
-    s.read(0, None)  # type: ignore[arg-type]
-    with pytest.raises(UsageError, match="not a number"):
-        s.check()
+    s.add(0)
+    s.read(1, value)
+    s.final("n1", 1)
+    r = s.check()
+    assert r["valid"] == "unknown"
+    [a] = r["anomalies"]
+    assert a["type"] == "ill-typed-read" and a["count"] == 1
+    assert a["examples"][0]["value"] == value
+    assert r["summary"] == ("1 read returned no number (left out); all 1 acknowledged "
+                            "increment present — final read 1 on every node")
+    s.read(2, 5)  # a real anomaly still makes it invalid
+    assert s.check()["valid"] is False
+
+
+def test_an_integral_float_read_is_that_integer():
+    s = _Script()
+    s.add(0)
+    s.add(0)
+    s.read(1, 2.0)  # type: ignore[arg-type]
+    s.final("n1", 2.0)  # type: ignore[arg-type]
+    r = s.check()
+    assert r["valid"] is True and r["final_reads"] == {"n1": 2}
+    s.read(1, 1.5)  # type: ignore[arg-type]
+    assert [a["type"] for a in s.check()["anomalies"]] == ["stale-read"]
+
+
+def test_the_linearizability_checker_sees_numbers_only():
+    from checkers.counter import NumericReads
+    from checkers.linearizable import Linearizable
+    from checkers.models import Counter
+
+    s = _Script()
+    s.add(0)
+    s.read(1, "abc")  # type: ignore[arg-type]
+    s.read(1, 1.0)  # type: ignore[arg-type]
+    s.add(0)
+    s.final("n1", 2)
+    history = _seq(s.ops)
+    assert NumericReads(Linearizable(Counter())).check(None, history)["valid"] is True
+    assert history[3].value == "abc" and history[5].value == 1.0  # left as it was
 
 
 # --- a simulated atomic counter -------------------------------------------------------
@@ -226,7 +305,8 @@ def _simulate(seed: int, drop: int = 0) -> tuple[list[Op], int, int]:
     """A real atomic counter under 1-6 concurrent clients with crashes and failures,
     then a final read on every node. ``drop`` acknowledged increments vanish from the
     state at a random moment. Returns the history, the initial value, and how many
-    crashed adds had applied when the first final read succeeded (the lowest one)."""
+    crashed adds had applied when the last final read succeeded (the highest one, which
+    lacks only what every node lacks)."""
     rng = random.Random(seed)
     unit = drop > 0
     count = rng.choice([0, 7])
@@ -289,7 +369,7 @@ def _simulate(seed: int, drop: int = 0) -> tuple[list[Op], int, int]:
         count -= drop
     applied_crashed += sum(1 for inv, applied, _ in flight.values()
                            if applied and inv.f == "add")
-    applied_at_first_final = None
+    applied_at_last_final = None
     for i, node in enumerate(NODES):
         if ghosts and rng.random() < 0.3:  # a late crashed add lands between final reads
             count += ghosts.pop()
@@ -300,9 +380,8 @@ def _simulate(seed: int, drop: int = 0) -> tuple[list[Op], int, int]:
             history.append(inv.fail("unreachable", final=True, node=node))
         else:
             history.append(inv.ok(count, final=True, node=node))
-            if applied_at_first_final is None:
-                applied_at_first_final = applied_crashed
-    return _seq(history), initial, applied_at_first_final or 0
+            applied_at_last_final = applied_crashed
+    return _seq(history), initial, applied_at_last_final or 0
 
 
 @settings(max_examples=400, deadline=None)
@@ -329,3 +408,35 @@ def test_dropped_increments_are_reported_exactly(seed, k):
     lost = [a for a in r["anomalies"] if a["type"] == "lost-update"]
     assert [a["count"] for a in lost] == ([expected] if expected else [])
     assert not any(a["type"] == "duplicate-update" for a in r["anomalies"])
+
+
+_NOT_NUMBERS = st.one_of(st.none(), st.booleans(), st.text(max_size=5),
+                         st.lists(st.integers(), max_size=3),
+                         st.dictionaries(st.text(max_size=2), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just("add"), st.just("read"), _NOT_NUMBERS.map(lambda v: ("bad", v))),
+                max_size=30))
+def test_reads_of_no_number_never_crash_and_alone_leave_the_verdict_unknown(steps):
+    from checkers.counter import NumericReads
+    from checkers.linearizable import Linearizable
+    from checkers.models import Counter
+
+    s = _Script()
+    count = bad = 0
+    for step in steps:
+        if step == "add":
+            s.add(0)
+            count += 1
+        elif step == "read":
+            s.read(1, float(count) if count % 2 else count)  # type: ignore[arg-type]
+        else:
+            s.read(2, step[1])
+            bad += 1
+    s.final("n1", count)
+    r = s.check()
+    assert r["valid"] == ("unknown" if bad else True), r
+    assert [a["count"] for a in r["anomalies"] if a["type"] == "ill-typed-read"] == (
+        [bad] if bad else [])
+    assert NumericReads(Linearizable(Counter())).check(None, _seq(s.ops))["valid"] is True

@@ -23,15 +23,14 @@ from __future__ import annotations
 
 import base64
 import urllib.request
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from harness.client import Request
 from harness.cluster.remote import require_programs
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.http_link import HttpError, HttpLink
-from harness.systems.options import choices, seconds
+from harness.systems.options import Options, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -40,22 +39,16 @@ KEY = base64.b64encode(b"likes").decode()
 CLIENT_PORT, PEER_PORT = 2379, 2380
 CAS_ATTEMPTS = 20
 """Comparisons lost to other adds before an add gives up (a ``fail``: nothing applied)."""
-CHOICES = {"client": ("cas", "get-put"), "reads": ("linearizable", "serializable")}
 
 
-@dataclass(frozen=True)
-class EtcdOptions:
-    client: str = "cas"
-    reads: str = "linearizable"
-    timeout: float = 2.0  # seconds per request
+class EtcdOptions(Options):
+    """The ``-o KEY=VALUE`` options of the etcd system (``-`` and ``_`` alike)."""
 
-    @classmethod
-    def parse(cls, options: dict[str, str]) -> EtcdOptions:
-        """Validates the options; other keys are left to the parts that own them."""
-        values: dict[str, Any] = choices("etcd", options, CHOICES)
-        if "timeout" in options:
-            values["timeout"] = seconds("etcd", "timeout", options["timeout"])
-        return cls(**values)
+    owner: ClassVar[str] = "etcd"
+
+    client: Literal["cas", "get-put"] = "cas"
+    reads: Literal["linearizable", "serializable"] = "linearizable"
+    timeout: Seconds = 2.0  # seconds per request
 
 
 class EtcdDB(DaemonDB):
@@ -196,6 +189,7 @@ class EtcdSystem:
         return EtcdCounterClient(self.options, f"http://{host}:{port}")
 
 
-def make_system(options: dict[str, str]) -> EtcdSystem:
+@declares(EtcdOptions)
+def make_system(options: dict[str, Any]) -> EtcdSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
     return EtcdSystem(EtcdOptions.parse(options))

@@ -23,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import asyncpg
+from pydantic import model_validator
 
 from harness.client import Request
 from harness.errors import EnvironmentFailure
 from harness.history import Op
+from harness.schema import no_effect
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import choices, seconds
+from harness.systems.options import Options, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -41,25 +42,25 @@ PORT = 5432
 USER = "postgres"  # the operating-system user the server runs as, and the database role
 ISOLATION = {"read-committed": "read_committed", "repeatable-read": "repeatable_read",
              "serializable": "serializable"}
-CHOICES = {"client": ("update", "read-modify-write"), "isolation": tuple(ISOLATION),
-           "synchronous_commit": ("on", "off")}
 
 
-@dataclass(frozen=True)
-class PostgresOptions:
-    client: str = "update"
-    isolation: str = "read-committed"
-    synchronous_commit: str = "on"
-    timeout: float = 2.0  # seconds per op
+class PostgresOptions(Options):
+    """The ``-o KEY=VALUE`` options of the postgres system (``-`` and ``_`` alike)."""
 
-    @classmethod
-    def parse(cls, options: dict[str, str]) -> PostgresOptions:
-        """Validates the options; other keys are left to the parts that own them."""
-        given = {key.replace("-", "_"): value for key, value in options.items()}
-        values: dict[str, Any] = choices("postgres", given, CHOICES)
-        if "timeout" in given:
-            values["timeout"] = seconds("postgres", "timeout", given["timeout"])
-        return cls(**values)
+    owner: ClassVar[str] = "postgres"
+
+    client: Literal["update", "read-modify-write"] = "update"
+    isolation: Literal["read-committed", "repeatable-read", "serializable"] = "read-committed"
+    synchronous_commit: Literal["on", "off"] = "on"
+    timeout: Seconds = 2.0  # seconds per op
+
+    @model_validator(mode="after")
+    def _fits_the_client(self) -> PostgresOptions:
+        if "isolation" in self.model_fields_set and self.client == "update":
+            raise no_effect("isolation", "with client=update: its single UPDATE runs "
+                            "outside a transaction of that level; use "
+                            "client=read-modify-write")
+        return self
 
 
 def binaries(test: Test, node: str) -> str:
@@ -212,6 +213,7 @@ class PostgresSystem:
         return PostgresCounterClient(self.options, test.remote.endpoint(node, PORT))
 
 
-def make_system(options: dict[str, str]) -> PostgresSystem:
+@declares(PostgresOptions)
+def make_system(options: dict[str, Any]) -> PostgresSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
     return PostgresSystem(PostgresOptions.parse(options))

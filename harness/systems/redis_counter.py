@@ -25,52 +25,43 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import redis
 import redis.asyncio.connection
+from pydantic import model_validator
 
 from harness.client import Request
 from harness.cluster.remote import require_programs
-from harness.errors import UsageError
 from harness.history import Op
+from harness.schema import no_effect
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import choices, number
+from harness.systems.options import Options, Pause, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 KEY = "likes"
-CHOICES = {"client": ("incr", "get-set"), "persistence": ("none", "everysec", "always"),
-           "replicas": ("none", "async")}
 
 
-@dataclass(frozen=True)
-class RedisOptions:
+class RedisOptions(Options):
     """The ``-o KEY=VALUE`` options of the redis system (``-`` and ``_`` alike)."""
 
-    client: str = "incr"
-    persistence: str = "none"
-    replicas: str = "none"
-    port: int = 6379
-    timeout: float = 1.0   # seconds per request
-    window: float = 0.005  # get-set: seconds between the read and the write-back
+    owner: ClassVar[str] = "redis"
 
-    @classmethod
-    def parse(cls, options: dict[str, str]) -> RedisOptions:
-        """Validates the options; other keys are left to the parts that own them."""
-        given = {key.replace("-", "_"): value for key, value in options.items()}
-        values: dict[str, Any] = choices("redis", given, CHOICES)
-        for name, kind in (("port", int), ("timeout", float), ("window", float)):
-            if name in given:
-                values[name] = number("redis", name, given[name], kind)
-        parsed = cls(**values)
-        if not 1 <= parsed.port <= 65535:
-            raise UsageError(f"redis option port must be in 1..65535, got {parsed.port}")
-        if parsed.timeout <= 0 or parsed.window < 0:
-            raise UsageError("redis option timeout must be positive and window >= 0")
-        return parsed
+    client: Literal["incr", "get-set"] = "incr"
+    persistence: Literal["none", "everysec", "always"] = "none"
+    replicas: Literal["none", "async"] = "none"
+    port: Port = 6379
+    timeout: Seconds = 1.0  # seconds per request
+    window: Pause = 0.005   # get-set: seconds between the read and the write-back
+
+    @model_validator(mode="after")
+    def _fits_the_client(self) -> RedisOptions:
+        if "window" in self.model_fields_set and self.client != "get-set":
+            raise no_effect("window", f"with client={self.client}: only get-set waits "
+                            "between its read and its write")
+        return self
 
 
 class RedisDB(DaemonDB):
@@ -228,6 +219,7 @@ class RedisSystem:
         return RedisCounterClient(o, writes, reads)
 
 
-def make_system(options: dict[str, str]) -> RedisSystem:
+@declares(RedisOptions)
+def make_system(options: dict[str, Any]) -> RedisSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
     return RedisSystem(RedisOptions.parse(options))

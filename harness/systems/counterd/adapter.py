@@ -10,16 +10,16 @@ from __future__ import annotations
 import http.client
 import json
 import posixpath
-from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import model_validator
 
 from harness.daemon import node_python
-from harness.errors import UsageError
+from harness.schema import no_effect
 from harness.systems.counterd.client import CounterdClient
-from harness.systems.counterd.server import VARIANTS
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import number
+from harness.systems.options import Options, Pause, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -27,44 +27,35 @@ if TYPE_CHECKING:
 SERVER_SOURCE = Path(__file__).with_name("server.py")
 
 
-@dataclass(frozen=True)
-class CounterdOptions:
+class CounterdOptions(Options):
     """The ``-o KEY=VALUE`` options counterd understands (``-`` and ``_`` alike)."""
 
-    variant: str = "async-replica"  # the default run: replication with known faults
-    port: int = 7070
-    window: float = 0.005           # naive: seconds between read and write-back
-    timeout: float = 2.0            # client: seconds per request
-    forward_timeout: float = 5.0    # replica: seconds to wait for the primary (> timeout)
-    sync_interval: float = 0.15     # replica: seconds between copies of the primary
+    owner: ClassVar[str] = "counterd"
 
-    @classmethod
-    def parse(cls, options: dict[str, str]) -> CounterdOptions:
-        """Validates the options; other keys are left to the parts that own them."""
-        given = {key.replace("-", "_"): value for key, value in options.items()}
-        variant = given.get("variant", cls.variant)
-        if variant not in VARIANTS:
-            raise UsageError(f"unknown counterd variant {variant!r} "
-                             f"(variants: {', '.join(VARIANTS)})")
-        values: dict[str, Any] = {"variant": variant}
-        for f in fields(cls):
-            if f.name == "variant" or f.name not in given:
-                continue
-            values[f.name] = number("counterd", f.name, given[f.name],
-                                    int if f.name == "port" else float)
-        if "forward_timeout" not in values and "timeout" in values:
+    # the default run: replication with known faults
+    variant: Literal["naive", "atomic", "durable", "async-replica"] = "async-replica"
+    port: Port = 7070
+    window: Pause = 0.005           # naive: seconds between read and write-back
+    timeout: Seconds = 2.0          # client: seconds per request
+    forward_timeout: Seconds = 5.0  # replica: seconds to wait for the primary (> timeout)
+    sync_interval: Seconds = 0.15   # replica: seconds between copies of the primary
+
+    @model_validator(mode="after")
+    def _fits_the_variant(self) -> CounterdOptions:
+        given = self.model_fields_set
+        if "window" in given and self.variant != "naive":
+            raise no_effect("window", f"with variant={self.variant}: only naive waits "
+                            "between its read and its write")
+        for key in ("forward_timeout", "sync_interval"):
+            if key in given and self.variant != "async-replica":
+                raise no_effect(key.replace("_", "-"),
+                                f"with variant={self.variant}: only async-replica has "
+                                "replicas")
+        if "forward_timeout" not in given:
             # A forwarded add must outlive the client's request, so that a partition
             # between replica and primary shows as a client timeout.
-            values["forward_timeout"] = max(cls.forward_timeout, 2 * float(values["timeout"]))
-        parsed = cls(**values)
-        if not 1 <= parsed.port <= 65535:
-            raise UsageError(f"counterd option port must be in 1..65535, got {parsed.port}")
-        if parsed.timeout <= 0 or parsed.forward_timeout <= 0 or parsed.sync_interval <= 0:
-            raise UsageError("counterd options timeout, forward-timeout and sync-interval "
-                             "must be positive")
-        if parsed.window < 0:
-            raise UsageError(f"counterd option window must be >= 0, got {parsed.window}")
-        return parsed
+            self.forward_timeout = max(self.forward_timeout, 2 * self.timeout)
+        return self
 
 
 class CounterdDB(DaemonDB):
@@ -157,6 +148,7 @@ class CounterdSystem:
         return CounterdClient(f"http://{host}:{port}", self.options.timeout)
 
 
-def make_system(options: dict[str, str]) -> CounterdSystem:
+@declares(CounterdOptions)
+def make_system(options: dict[str, Any]) -> CounterdSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
     return CounterdSystem(CounterdOptions.parse(options))
