@@ -67,7 +67,7 @@ def test_a_full_store_is_refused_before_any_cluster_exists(tiny_store, tmp_path)
 
 
 def test_a_history_that_fills_the_store_stops_the_run_and_tears_down(tiny_store, tmp_path):
-    watch = RunWatch(tmp_path, "-o", "variant=atomic", "--nemesis", "partition,kill",
+    watch = RunWatch(tmp_path, "-o", "variant=async-replica", "--nemesis", "partition,kill",
                      "--nodes", "3", "--time-limit", "60")
     code, out, err = watch.finish()
     assert code == 2, out + err
