@@ -146,17 +146,19 @@ def test_a_signal_at_any_moment_ends_in_exit_2_and_leaves_nothing(tmp_path):
     signalled = 0
     for i in range(10):
         sig = (signal.SIGINT, signal.SIGTERM)[i % 2]
-        delay = rng.uniform(0, length)
+        delay = rng.uniform(0, 0.9 * length)
         watch = RunWatch(tmp_path / str(i), *SHORT_RUN)
         watch.wait_until_handling_signals()
         time.sleep(delay)
-        alive = watch.proc.poll() is None
-        if alive:
+        if watch.proc.poll() is None:
             watch.proc.send_signal(sig)
-            signalled += 1
         code, out, err = watch.finish()
         where = f"{sig.name} after {delay:.2f} s of {length:.2f}: {out}{err}"
-        assert code == (2 if alive else 0), where
+        if code == 0:  # it exited before the signal came: a run like any other
+            assert "interrupted" not in err and "VALID" in out, where
+        else:
+            assert code == 2, where
+            signalled += 1
         assert "Traceback" not in err, where
         assert not watch.leftovers(), where
         run_dir = watch.run_dir
@@ -164,7 +166,7 @@ def test_a_signal_at_any_moment_ends_in_exit_2_and_leaves_nothing(tmp_path):
             assert run_dir is not None
             assert _results(run_dir)["valid"] in (True, False, "unknown"), where
             assert not list(run_dir.glob("**/.*.tmp")), where
-    assert signalled >= 8, "the runs ended before most signals: the delays are too long"
+    assert signalled >= 6, "the runs ended before most signals: the delays are too long"
 
 
 def test_a_signal_during_teardown_lets_it_finish_and_keeps_the_verdict(tmp_path):
