@@ -46,7 +46,7 @@ def test_the_index_lists_each_run_once_with_its_verdict(served):
     run, base = served
     html = _get(base + "/")
     assert html.count("INVALID") == 1  # not listed again through the latest link
-    assert f'href="t/{run.name}/report.html"' in html
+    assert f'href="./t/{run.name}/report.html"' in html
 
 
 def test_a_report_is_drawn_on_first_request_and_files_are_served(served):

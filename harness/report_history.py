@@ -1,0 +1,301 @@
+"""Everything the report needs from a history, folded in one pass with bounded memory.
+
+A history can hold millions of operations; the report shows a page that a person can
+read and a browser can open. So nothing here keeps the history: one fold
+(``summarize``) reads the ops once, in recording order, and keeps only
+
+* per time bucket, the completions by outcome and a log-scale latency histogram (the
+  buckets double in width as the run goes on, so there are never more than ``CAP``);
+* the faults: the bands when each was active, and the first nemesis ops as rows;
+* short windows of consecutive ops around the operations the checkers blamed;
+* the invocation time of each process's op in flight, to measure latencies.
+
+Each of these is capped, and whatever was left out is counted so the page can say so.
+Ops with unusable fields (a time that is not a non-negative integer, a process that is
+neither an integer nor a string) are counted and left out of what they would distort.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, Op
+
+OUTCOMES = (OK, FAIL, INFO)
+CAP = 256
+"""Time buckets at most; when a run outlasts them, each pair merges into one."""
+FIRST_WIDTH_NS = 1_000_000
+"""The first buckets are a millisecond wide."""
+BINS_PER_DECADE = 5
+LATENCY_BINS = 20 * BINS_PER_DECADE
+"""Latency histogram bins: 1 ns to 10^20 ns, five per decade."""
+MAX_TIME_NS = 10 ** 18
+"""A time beyond ~30 years is not a time this harness recorded."""
+MAX_OPEN = 100_000
+"""Invocations awaiting completion at most; the oldest are forgotten beyond that."""
+MAX_BANDS = 200
+MAX_FAULT_ROWS = 200
+WINDOW = 10
+"""Ops shown before and after each operation the checkers blamed."""
+MAX_WINDOW_ROWS = 6 * WINDOW
+"""A window that keeps meeting blamed ops closes at this many rows."""
+MAX_WINDOWS = 5
+HEALS = {"stop-partition": "start-partition", "start": "kill", "resume": "pause",
+         "stop-loss": "start-loss", "stop-latency": "start-latency"}
+"""Nemesis op -> the op whose fault it ends."""
+
+
+class Timeline:
+    """Completions and latencies per time bucket; buckets merge pairwise as time grows."""
+
+    def __init__(self) -> None:
+        self.width = FIRST_WIDTH_NS
+        self.counts = {k: [0] * CAP for k in OUTCOMES}
+        self.hist = {k: [[0] * LATENCY_BINS for _ in range(CAP)] for k in OUTCOMES}
+        self.top = {k: [0] * CAP for k in OUTCOMES}
+        """The longest latency (ns) per bucket and outcome."""
+
+    def bucket(self, t: int) -> int:
+        """The bucket of time ``t`` (ns), widening the buckets until it fits."""
+        b = t // self.width
+        while b >= CAP:
+            self._merge()
+            b = t // self.width
+        return b
+
+    def _merge(self) -> None:
+        self.width *= 2
+        half = CAP // 2
+        for k in OUTCOMES:
+            c, h, m = self.counts[k], self.hist[k], self.top[k]
+            self.counts[k] = [c[2 * i] + c[2 * i + 1] for i in range(half)] + [0] * half
+            self.hist[k] = ([[x + y for x, y in zip(h[2 * i], h[2 * i + 1])]
+                             for i in range(half)]
+                            + [[0] * LATENCY_BINS for _ in range(half)])
+            self.top[k] = [max(m[2 * i], m[2 * i + 1]) for i in range(half)] + [0] * half
+
+
+def bin_value(b: int) -> float:
+    """The latency (ns) a histogram bin stands for: its geometric middle."""
+    return float(10 ** ((b + 0.5) / BINS_PER_DECADE))
+
+
+@dataclass
+class Band:
+    """An interval in which a fault was active, in seconds since the run started."""
+
+    start: float
+    end: float
+    label: str
+    detail: str = ""
+
+
+class FaultBands:
+    """When each fault was active: from its invocation to the invocation of the op that
+    healed it (a fault never healed lasts to the end). What the fault did (which nodes,
+    which grudge) is in its completion."""
+
+    def __init__(self) -> None:
+        self.invoked: dict[str, float] = {}
+        self.open: dict[str, list[Band]] = {}
+        self.bands: list[Band] = []
+        self.dropped = 0
+
+    def feed(self, op: Op, t: float) -> None:
+        f = op.f if isinstance(op.f, str) else str(op.f)
+        started = HEALS.get(f)
+        if op.type == INVOKE:
+            if started is None:
+                self.invoked[f] = t
+            else:
+                for band in self.open.pop(started, []):
+                    band.end = t
+                    self._keep(band)
+        elif started is None and f in self.invoked:
+            label, detail = fault_label(op)
+            self.open.setdefault(f, []).append(Band(self.invoked.pop(f), t, label, detail))
+
+    def _keep(self, band: Band) -> None:
+        if len(self.bands) < MAX_BANDS:
+            self.bands.append(band)
+        else:
+            self.dropped += 1
+
+    def finish(self, end: float) -> list[Band]:
+        for opened in self.open.values():
+            for band in opened:
+                band.end = end
+                self._keep(band)
+        self.open.clear()
+        return sorted(self.bands, key=lambda b: b.start)
+
+
+def fault_label(completion: Op) -> tuple[str, str]:
+    """A short label and a longer description of a fault from its completion."""
+    name, v = str(completion.f).removeprefix("start-"), completion.value
+    if isinstance(v, list) and v:
+        return short(f"{name} {', '.join(map(str, v[:20]))}", 60), ""
+    if isinstance(v, dict) and v:
+        return name, short("; ".join(
+            f"{k} drops {', '.join(map(str, d))}" if isinstance(d, list) else f"{k}: {d}"
+            for k, d in list(v.items())[:20]))
+    return short(name, 60), "" if v is None else short(str(v))
+
+
+def short(v: Any, limit: int = 160) -> str:
+    """``v`` as at most ``limit`` characters of text (JSON unless it is a string)."""
+    if isinstance(v, str):
+        text = v
+    else:
+        try:
+            text = json.dumps(v, default=str, ensure_ascii=False)
+        except (ValueError, RecursionError):
+            text = "…"
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+@dataclass
+class Anchors:
+    """Operations the checkers blamed, by history index or by invocation time (ns)."""
+
+    indexes: dict[int, str] = field(default_factory=dict)
+    times: list[tuple[int, str]] = field(default_factory=list)  # sorted by time
+
+    def __len__(self) -> int:
+        return len(self.indexes) + len(self.times)
+
+
+@dataclass
+class Window:
+    """Consecutive ops of the history around one blamed operation."""
+
+    why: str
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    remaining: int = WINDOW
+
+
+@dataclass
+class HistorySummary:
+    ops: int = 0
+    duration: float = 0.0
+    outcomes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(OUTCOMES, 0))
+    untimed: int = 0
+    timeline: Timeline = field(default_factory=Timeline)
+    bands: list[Band] = field(default_factory=list)
+    bands_dropped: int = 0
+    faults: list[dict[str, Any]] = field(default_factory=list)
+    faults_total: int = 0
+    windows: list[Window] = field(default_factory=list)
+    windows_dropped: int = 0
+
+
+def row(op: Op, blamed: bool = False) -> dict[str, Any]:
+    """One op as a row of the page's tables."""
+    t = op.time
+    extra = op.extra if isinstance(op.extra, dict) else {}
+    return {"index": op.index, "time": t / 1e9 if _usable_time(t) else None,
+            "process": short(op.process, 40), "type": short(op.type, 20),
+            "f": short(op.f, 40), "value": short(op.value, 80),
+            "extra": short({k: extra[k] for k in list(extra)[:6]}, 120) if extra else "",
+            "blamed": blamed}
+
+
+def _usable_time(t: Any) -> bool:
+    return type(t) is int and 0 <= t <= MAX_TIME_NS
+
+
+def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistorySummary:
+    """The one pass over ``history`` (see the module's docstring)."""
+    out = HistorySummary()
+    anchors = anchors or Anchors()
+    tl = out.timeline
+    counts, hist, top = tl.counts, tl.hist, tl.top
+    faults = FaultBands()
+    in_flight: dict[Any, int] = {}
+    recent: deque[Op] = deque(maxlen=WINDOW)
+    watch = bool(anchors)
+    times = iter(anchors.times)
+    next_time = next(times, None)
+    open_windows: list[Window] = []
+    tmax = n = untimed = 0
+    log10, nbins = math.log10, LATENCY_BINS - 1
+    for op in history:
+        n += 1
+        t = op.time
+        timed = type(t) is int and 0 <= t <= MAX_TIME_NS
+        if watch:
+            blamed = anchors.indexes.get(op.index) if type(op.index) is int else None
+            if next_time is not None and timed and t >= next_time[0]:
+                blamed, next_time = blamed or next_time[1], next(times, None)
+                while next_time is not None and t >= next_time[0]:
+                    next_time = next(times, None)  # one window for anchors this close
+            if blamed is not None or open_windows:
+                _window(out, open_windows, recent, op, blamed)
+            recent.append(op)
+        if not timed:
+            untimed += 1
+            continue
+        if t > tmax:
+            tmax = t
+        p = op.process
+        if p == NEMESIS:
+            out.faults_total += 1
+            if len(out.faults) < MAX_FAULT_ROWS:
+                out.faults.append(row(op))
+            faults.feed(op, t / 1e9)
+            continue
+        if type(p) is not int and type(p) is not str:
+            untimed += 1
+            continue
+        kind = op.type
+        if kind == INVOKE:
+            in_flight[p] = t
+            if len(in_flight) > MAX_OPEN:
+                del in_flight[next(iter(in_flight))]
+            continue
+        if kind != OK and kind != FAIL and kind != INFO:
+            untimed += 1
+            continue
+        b = t // tl.width
+        if b >= CAP:
+            b = tl.bucket(t)
+            counts, hist, top = tl.counts, tl.hist, tl.top
+        counts[kind][b] += 1
+        start = in_flight.pop(p, None)
+        if start is not None and start <= t:
+            ns = t - start
+            sb = start // tl.width
+            hist[kind][sb][min(int(log10(ns) * BINS_PER_DECADE), nbins) if ns else 0] += 1
+            if ns > top[kind][sb]:
+                top[kind][sb] = ns
+    out.ops, out.untimed = n, untimed
+    out.duration = tmax / 1e9
+    out.bands = faults.finish(out.duration)
+    out.bands_dropped = faults.dropped
+    out.outcomes = {k: sum(counts[k]) for k in OUTCOMES}
+    return out
+
+
+def _window(out: HistorySummary, open_windows: list[Window], recent: deque[Op], op: Op,
+            blamed: str | None) -> None:
+    """Feeds one op to the windows around blamed operations."""
+    if open_windows:
+        w = open_windows[0]
+        w.rows.append(row(op, blamed is not None))
+        w.remaining = WINDOW if blamed is not None else w.remaining - 1
+        if blamed is not None and blamed not in w.why and len(w.why) < 300:
+            w.why = f"{w.why}; {blamed}"
+        if w.remaining <= 0 or len(w.rows) >= MAX_WINDOW_ROWS:
+            open_windows.clear()
+    elif blamed is not None:
+        if len(out.windows) < MAX_WINDOWS:
+            w = Window(blamed, [row(o) for o in recent] + [row(op, True)])
+            out.windows.append(w)
+            open_windows.append(w)
+        else:
+            out.windows_dropped += 1
