@@ -84,10 +84,11 @@ def read_json_object(path: Path, limit: int = MAX_JSON) -> dict[str, Any]:
         raise UsageError(f"{path.parent}: no {path.name}; is this a run directory?") from None
     except OSError as e:
         raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UsageError(f"{path}: not a regular file")
     with open(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UsageError(f"{path}: not a regular file")
         if st.st_size > limit:
             raise UsageError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} "
                              f"this file can sensibly hold")

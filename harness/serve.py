@@ -75,9 +75,16 @@ def resolve(store: Path, request_path: str) -> Path:
     parts = [p for p in text.split("/") if p not in ("", ".")]
     if ".." in parts:
         raise Refused(HTTPStatus.NOT_FOUND, "no such file in the store")
+    joined = os.path.join(store, *parts)
     try:
-        real = Path(os.path.realpath(os.path.join(store, *parts)))
-    except (OSError, ValueError):
+        try:
+            real = Path(os.path.realpath(joined, strict=True))
+        except FileNotFoundError:  # a file yet to be made (a report): its directory exists
+            if os.path.lexists(joined):
+                raise  # a dangling symlink
+            real = Path(os.path.realpath(os.path.dirname(joined), strict=True),
+                        os.path.basename(joined))
+    except (OSError, ValueError):  # absent, a symlink loop, a name too long
         raise Refused(HTTPStatus.NOT_FOUND, "no such file in the store") from None
     if not _inside(real, store):
         raise Refused(HTTPStatus.FORBIDDEN, "outside the store")
@@ -202,10 +209,11 @@ class _StoreHandler(BaseHTTPRequestHandler):
             raise Refused(HTTPStatus.NOT_FOUND, "no such file in the store") from None
         except OSError:
             raise Refused(HTTPStatus.FORBIDDEN, "cannot open that file") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise Refused(HTTPStatus.FORBIDDEN, "not a regular file")
         with open(fd, "rb") as f:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise Refused(HTTPStatus.FORBIDDEN, "not a regular file")
             if not _inside(os.path.realpath(f"/proc/self/fd/{fd}"), self.real_store):
                 raise Refused(HTTPStatus.FORBIDDEN, "outside the store")
             self.send_response(HTTPStatus.OK)
