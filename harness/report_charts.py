@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.history import FAIL, INFO, OK
-from harness.report_history import CAP, LATENCY_BINS, OUTCOMES, Band, Timeline, bin_value
+from harness.report_history import CAP, OUTCOMES, Band, Timeline, bin_value
 
 WIDTH, HEIGHT = 900, 200
 LEFT, RIGHT, TOP, BOTTOM = 80, 20, 30, 28
@@ -105,14 +105,8 @@ class Slices:
 def slices(tl: Timeline, duration: float) -> Slices:
     used = min(CAP, int(duration * 1e9) // tl.width + 1)
     k = math.ceil(used / MAX_BARS)
-    n = math.ceil(used / k)
-    groups = [range(i * k, min((i + 1) * k, used)) for i in range(n)]
-    return Slices(
-        k * tl.width / 1e9,
-        {o: [sum(tl.counts[o][b] for b in g) for g in groups] for o in OUTCOMES},
-        {o: [[sum(tl.hist[o][b][j] for b in g) for j in range(LATENCY_BINS)]
-             for g in groups] for o in OUTCOMES},
-        {o: [max(tl.top[o][b] for b in g) for g in groups] for o in OUTCOMES})
+    counts, hist, top = tl.grouped([range(i, min(i + k, used)) for i in range(0, used, k)])
+    return Slices(k * tl.width / 1e9, counts, hist, top)
 
 
 def _x_axis(chart: Chart, t0: float, t1: float, unit: str = "s") -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import operator
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -51,33 +52,48 @@ HEALS = {"stop-partition": "start-partition", "start": "kill", "resume": "pause"
 
 
 class Timeline:
-    """Completions and latencies per time bucket; buckets merge pairwise as time grows."""
+    """Completions and latencies per time bucket; buckets merge as time grows."""
 
     def __init__(self) -> None:
         self.width = FIRST_WIDTH_NS
         self.counts = {k: [0] * CAP for k in OUTCOMES}
-        self.hist = {k: [[0] * LATENCY_BINS for _ in range(CAP)] for k in OUTCOMES}
+        self.hist = {k: [0] * (CAP * LATENCY_BINS) for k in OUTCOMES}
+        """Per outcome, the latency histogram of bucket b at [b * LATENCY_BINS, ...)."""
         self.top = {k: [0] * CAP for k in OUTCOMES}
         """The longest latency (ns) per bucket and outcome."""
 
     def bucket(self, t: int) -> int:
         """The bucket of time ``t`` (ns), widening the buckets until it fits."""
-        b = t // self.width
-        while b >= CAP:
-            self._merge()
-            b = t // self.width
-        return b
+        factor = 2
+        while t // (self.width * factor) >= CAP:
+            factor *= 2
+        if t // self.width >= CAP:
+            self.width *= factor
+            groups = [range(i, min(i + factor, CAP)) for i in range(0, CAP, factor)]
+            counts, hist, top = self.grouped(groups)
+            pad = CAP - len(groups)
+            for k in OUTCOMES:
+                self.counts[k] = counts[k] + [0] * pad
+                self.hist[k] = [n for row in hist[k] for n in row] + [0] * (pad * LATENCY_BINS)
+                self.top[k] = top[k] + [0] * pad
+        return t // self.width
 
-    def _merge(self) -> None:
-        self.width *= 2
-        half = CAP // 2
-        for k in OUTCOMES:
-            c, h, m = self.counts[k], self.hist[k], self.top[k]
-            self.counts[k] = [c[2 * i] + c[2 * i + 1] for i in range(half)] + [0] * half
-            self.hist[k] = ([[x + y for x, y in zip(h[2 * i], h[2 * i + 1])]
-                             for i in range(half)]
-                            + [[0] * LATENCY_BINS for _ in range(half)])
-            self.top[k] = [max(m[2 * i], m[2 * i + 1]) for i in range(half)] + [0] * half
+    def grouped(self, groups: list[range]) -> tuple[dict[str, list[int]],
+                                                    dict[str, list[list[int]]],
+                                                    dict[str, list[int]]]:
+        """Counts, histograms (one list per group) and longest latencies of groups of
+        consecutive buckets."""
+        counts = {k: [sum(self.counts[k][b] for b in g) for g in groups] for k in OUTCOMES}
+        hist = {k: [self._summed(k, g) for g in groups] for k in OUTCOMES}
+        top = {k: [max(self.top[k][b] for b in g) for g in groups] for k in OUTCOMES}
+        return counts, hist, top
+
+    def _summed(self, k: str, g: range) -> list[int]:
+        n, h = LATENCY_BINS, self.hist[k]
+        row = h[g.start * n:(g.start + 1) * n]
+        for b in g[1:]:
+            row = list(map(operator.add, row, h[b * n:(b + 1) * n]))
+        return row
 
 
 def bin_value(b: int) -> float:
@@ -270,7 +286,8 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
         if start is not None and start <= t:
             ns = t - start
             sb = start // tl.width
-            hist[kind][sb][min(int(log10(ns) * BINS_PER_DECADE), nbins) if ns else 0] += 1
+            hist[kind][sb * LATENCY_BINS
+                       + (min(int(log10(ns) * BINS_PER_DECADE), nbins) if ns else 0)] += 1
             if ns > top[kind][sb]:
                 top[kind][sb] = ns
     out.ops, out.untimed = n, untimed
