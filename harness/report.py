@@ -32,6 +32,9 @@ import jinja2
 from harness.errors import UsageError
 from harness.history import HistoryError, iter_jsonl
 from harness.report_charts import (
+    BLAMED,
+    CONCURRENT,
+    PREFIX,
     counterexample_chart,
     latency_chart,
     slices,
@@ -141,6 +144,7 @@ def _write_atomically(out: Path, text: str) -> Path:
     fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report.", suffix=".tmp")
     try:
         # Names from the file system or JSON may hold lone surrogates: written as "?".
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the report from other users
         with open(fd, "w", encoding="utf-8", errors="replace") as f:
             f.write(text)
         os.replace(tmp, out)
@@ -286,8 +290,8 @@ def _counterexample(checker: str, cx: dict[str, Any]) -> dict[str, Any]:
     if op["start"] is not None:
         near.sort(key=lambda w: abs((w["start"] or 0) - op["start"]))
     near = sorted(near[:MAX_CONCURRENT], key=lambda w: w["start"] or 0)
-    views = ([(w, "#3a9d5d") for w in prefix_views] + [(op, "#d9534f")]
-             + [(w, "#9a9a9a") for w in near])
+    views = ([(w, PREFIX) for w in prefix_views] + [(op, BLAMED)]
+             + [(w, CONCURRENT) for w in near])
     hidden = len(prefix) - len(prefix_views) + len(concurrent) - len(near)
     return {"checker": checker, "explanation": short(cx.get("explanation") or "", 4000),
             "state": short(cx.get("state") or "", 300), "op": op,

@@ -32,6 +32,8 @@ LEFT, RIGHT, TOP, BOTTOM = 80, 20, 30, 28
 MAX_BARS = 120
 """Time slices drawn at most."""
 COLOURS = {OK: "#3a9d5d", FAIL: "#e0a030", INFO: "#d9534f"}
+BLAMED, PREFIX, CONCURRENT = "#d9534f", "#3a9d5d", "#9a9a9a"
+"""Colours of the counterexample's ops."""
 QUANTILES = ((0.5, "median", "#1f6e3d"), (0.99, "p99", "#5cb37e"), (1.0, "max", "#9ccfae"))
 """Latency lines drawn for ok ops: quantile, name, colour."""
 
@@ -261,6 +263,10 @@ def counterexample_chart(views: list[tuple[dict[str, Any], str]], hidden: int = 
         return None
     t0 = min(v["start"] for v, _ in timed)
     t1 = max(max(v["end"] or v["start"] for v, _ in timed), t0 + 1e-6)
+    blamed = next((v for v, c in views if c == BLAMED), None)
+    if blamed is not None:  # ops invoked long before (never completed) are cut at the left
+        span = (blamed["end"] or t1) - blamed["start"]
+        t0 = max(t0, blamed["start"] - max(20 * span, 1e-3))
     t1 += (t1 - t0) * 0.08  # room for ops that never completed
     first: dict[str, float] = {}
     for v, _ in sorted(timed, key=lambda vc: vc[0]["start"]):
@@ -273,7 +279,7 @@ def counterexample_chart(views: list[tuple[dict[str, Any], str]], hidden: int = 
         chart.texts.append(Text(LEFT - 6, TOP + r * row_h + 17, f"process {p}", "end"))
     for v, colour in sorted(timed, key=lambda vc: vc[0]["start"]):
         r = rows[v["process"]]
-        x0 = LEFT + (v["start"] - t0) / (t1 - t0) * plot_w
+        x0 = LEFT + (max(v["start"], t0) - t0) / (t1 - t0) * plot_w
         end = v["end"] if v["end"] is not None else t1
         x1 = LEFT + (end - t0) / (t1 - t0) * plot_w
         label = f"{v['f']} {v['value']}".strip()
@@ -282,11 +288,13 @@ def counterexample_chart(views: list[tuple[dict[str, Any], str]], hidden: int = 
         chart.rects.append(Rect(x0, TOP + r * row_h + 3, max(x1 - x0, 2), row_h - 6,
                                 colour, f"process {v['process']} {label} ({v['type']}), "
                                 f"{times}"))
-        chart.texts.append(Text(x0 + 3, TOP + r * row_h + 17, label[:40], "start"))
+        cut = "◂ " if v["start"] < t0 else ""
+        chart.texts.append(Text(x0 + 3, TOP + r * row_h + 17, cut + label[:40], "start"))
     _x_axis(chart, t0, t1)
     chart.caption = ("red: the operation that cannot be linearized; green: the end of the "
                      "longest linearizable prefix; grey: other concurrent operations; a bar "
-                     "spans invocation to completion (to the edge if it never completed)"
+                     "spans invocation to completion (to the edge if it never completed; "
+                     "◂ marks one invoked earlier than the picture begins)"
                      + (f"; {hidden:,} further operations are in the table only, or in "
                         "results.json" if hidden else ""))
     return chart

@@ -226,32 +226,32 @@ def _usable_time(t: Any) -> bool:
 
 
 def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistorySummary:
-    """The one pass over ``history`` (see the module's docstring)."""
+    """The one pass over ``history`` (see the module's docstring). It runs once per op
+    of histories of millions, so its loop keeps everything in local names."""
     out = HistorySummary()
     anchors = anchors or Anchors()
     tl = out.timeline
     counts, hist, top = tl.counts, tl.hist, tl.top
+    width = tl.width
     faults = FaultBands()
     in_flight: dict[Any, int] = {}
-    recent: deque[Op] = deque(maxlen=WINDOW)
-    watch = bool(anchors)
-    times = iter(anchors.times)
-    next_time = next(times, None)
-    open_windows: list[Window] = []
+    watcher = _Watcher(out, anchors)
+    recent, watch = watcher.recent, bool(anchors)
+    next_index, next_time = watcher.next_index, watcher.next_time
     tmax = n = untimed = 0
-    log10, nbins = math.log10, LATENCY_BINS - 1
+    log10, bins, per_decade, limit = math.log10, LATENCY_BINS, BINS_PER_DECADE, MAX_TIME_NS
+    invoke, ok, fail, info, nemesis = INVOKE, OK, FAIL, INFO, NEMESIS
     for op in history:
         n += 1
         t = op.time
-        timed = type(t) is int and 0 <= t <= MAX_TIME_NS
+        timed = type(t) is int and 0 <= t <= limit
         if watch:
-            blamed = anchors.indexes.get(op.index) if type(op.index) is int else None
-            if next_time is not None and timed and t >= next_time[0]:
-                blamed, next_time = blamed or next_time[1], next(times, None)
-                while next_time is not None and t >= next_time[0]:
-                    next_time = next(times, None)  # one window for anchors this close
-            if blamed is not None or open_windows:
-                _window(out, open_windows, recent, op, blamed)
+            i = op.index
+            if type(i) is not int:
+                i = -1
+            if i >= next_index or (timed and t >= next_time) or watcher.window:
+                watcher.see(op, i, t if timed else -1)
+                next_index, next_time = watcher.next_index, watcher.next_time
             recent.append(op)
         if not timed:
             untimed += 1
@@ -259,35 +259,34 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
         if t > tmax:
             tmax = t
         p = op.process
-        if p == NEMESIS:
-            out.faults_total += 1
-            if len(out.faults) < MAX_FAULT_ROWS:
-                out.faults.append(row(op))
-            faults.feed(op, t / 1e9)
-            continue
-        if type(p) is not int and type(p) is not str:
-            untimed += 1
-            continue
         kind = op.type
-        if kind == INVOKE:
-            in_flight[p] = t
-            if len(in_flight) > MAX_OPEN:
-                del in_flight[next(iter(in_flight))]
+        if kind == invoke:
+            if p == nemesis:
+                _fault(out, faults, op, t)
+            elif type(p) is int or type(p) is str:
+                in_flight[p] = t
+                if len(in_flight) > MAX_OPEN:
+                    del in_flight[next(iter(in_flight))]
+            else:
+                untimed += 1
             continue
-        if kind != OK and kind != FAIL and kind != INFO:
+        if p == nemesis:
+            _fault(out, faults, op, t)
+            continue
+        if (kind != ok and kind != fail and kind != info) or (
+                type(p) is not int and type(p) is not str):
             untimed += 1
             continue
-        b = t // tl.width
+        b = t // width
         if b >= CAP:
             b = tl.bucket(t)
-            counts, hist, top = tl.counts, tl.hist, tl.top
+            counts, hist, top, width = tl.counts, tl.hist, tl.top, tl.width
         counts[kind][b] += 1
         start = in_flight.pop(p, None)
         if start is not None and start <= t:
-            ns = t - start
-            sb = start // tl.width
-            hist[kind][sb * LATENCY_BINS
-                       + (min(int(log10(ns) * BINS_PER_DECADE), nbins) if ns else 0)] += 1
+            ns = t - start  # below 10^18, so its bin is below 90
+            sb = start // width
+            hist[kind][sb * bins + (int(log10(ns) * per_decade) if ns else 0)] += 1
             if ns > top[kind][sb]:
                 top[kind][sb] = ns
     out.ops, out.untimed = n, untimed
@@ -298,21 +297,57 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
     return out
 
 
-def _window(out: HistorySummary, open_windows: list[Window], recent: deque[Op], op: Op,
-            blamed: str | None) -> None:
-    """Feeds one op to the windows around blamed operations."""
-    if open_windows:
-        w = open_windows[0]
-        w.rows.append(row(op, blamed is not None))
-        w.remaining = WINDOW if blamed is not None else w.remaining - 1
-        if blamed is not None and blamed not in w.why and len(w.why) < 300:
-            w.why = f"{w.why}; {blamed}"
-        if w.remaining <= 0 or len(w.rows) >= MAX_WINDOW_ROWS:
-            open_windows.clear()
-    elif blamed is not None:
-        if len(out.windows) < MAX_WINDOWS:
-            w = Window(blamed, [row(o) for o in recent] + [row(op, True)])
-            out.windows.append(w)
-            open_windows.append(w)
-        else:
-            out.windows_dropped += 1
+def _fault(out: HistorySummary, faults: FaultBands, op: Op, t: int) -> None:
+    out.faults_total += 1
+    if len(out.faults) < MAX_FAULT_ROWS:
+        out.faults.append(row(op))
+    faults.feed(op, t / 1e9)
+
+
+class _Watcher:
+    """Collects the windows around blamed ops. The fold calls ``see`` only when an op
+    reaches ``next_index`` or ``next_time``, or while a window is open, so watching
+    costs the fold two comparisons per op."""
+
+    def __init__(self, out: HistorySummary, anchors: Anchors) -> None:
+        self.out = out
+        self.indexes = sorted(anchors.indexes.items())
+        self.times = anchors.times
+        self.i = self.j = 0
+        self.window: Window | None = None
+        self.recent: deque[Op] = deque(maxlen=WINDOW)
+        self.next_index = self.next_time = MAX_TIME_NS + 1
+        self._advance(-1, -1)
+
+    def _advance(self, index: int, t: int) -> str | None:
+        """Passes the anchors at or before ``index`` and ``t``; what blamed this op."""
+        blamed = None
+        while self.i < len(self.indexes) and self.indexes[self.i][0] <= index:
+            if self.indexes[self.i][0] == index:
+                blamed = self.indexes[self.i][1]
+            self.i += 1
+        while self.j < len(self.times) and self.times[self.j][0] <= t:
+            blamed = blamed or self.times[self.j][1]  # one window for anchors this close
+            self.j += 1
+        self.next_index = self.indexes[self.i][0] if self.i < len(self.indexes) \
+            else MAX_TIME_NS + 1
+        self.next_time = self.times[self.j][0] if self.j < len(self.times) \
+            else MAX_TIME_NS + 1
+        return blamed
+
+    def see(self, op: Op, index: int, t: int) -> None:
+        blamed = self._advance(index, t)
+        w = self.window
+        if w is not None:
+            w.rows.append(row(op, blamed is not None))
+            w.remaining = WINDOW if blamed is not None else w.remaining - 1
+            if blamed is not None and blamed not in w.why and len(w.why) < 300:
+                w.why = f"{w.why}; {blamed}"
+            if w.remaining <= 0 or len(w.rows) >= MAX_WINDOW_ROWS:
+                self.window = None
+        elif blamed is not None:
+            if len(self.out.windows) < MAX_WINDOWS:
+                self.window = Window(blamed, [row(o) for o in self.recent] + [row(op, True)])
+                self.out.windows.append(self.window)
+            else:
+                self.out.windows_dropped += 1
