@@ -40,7 +40,7 @@ from harness.report_charts import (
     slices,
     throughput_chart,
 )
-from harness.report_history import Anchors, HistorySummary, short, summarize
+from harness.report_history import Anchors, HistorySummary, TimeAnchor, short, summarize
 from harness.summary import checker_line
 
 MAX_JSON = 64 << 20
@@ -220,14 +220,16 @@ def _checker_view(sub: dict[str, Any]) -> dict[str, Any]:
 
 def _anchors(checkers: dict[str, dict[str, Any]], results: dict[str, Any]) -> Anchors:
     """The operations the checkers blamed: each counterexample's op, by history index,
-    and each anomaly's examples, by index or by invocation time."""
+    and each anomaly's examples, by index or by process and invocation time."""
     anchors = Anchors()
     for name, sub in checkers.items():
         cx = sub.get("counterexample")
         op = cx.get("op") if isinstance(cx, dict) else None
         if isinstance(op, dict) and type(op.get("index")) is int and op["index"] >= 0:
-            anchors.indexes[op["index"]] = f"{name}: cannot be linearized"
-    times: list[tuple[int, str]] = []
+            anchors.indexes[op["index"]] = (
+                f"{name}: process {short(op.get('process'), 40)} {short(op.get('f'), 40)} "
+                "cannot be linearized")
+    times: list[TimeAnchor] = []
     anomalies = results.get("anomalies")
     for a in anomalies if isinstance(anomalies, list) else []:
         if not isinstance(a, dict):
@@ -236,11 +238,13 @@ def _anchors(checkers: dict[str, dict[str, Any]], results: dict[str, Any]) -> An
         for e in _examples(a)[:MAX_EXAMPLES]:
             if not isinstance(e, dict):
                 continue
+            p = e.get("process") if type(e.get("process")) in (int, str) else None
+            who = f"{kind}: process {short(p, 40)}" if p is not None else kind
             if type(e.get("index")) is int and e["index"] >= 0:
-                anchors.indexes.setdefault(e["index"], kind)
+                anchors.indexes.setdefault(e["index"], who)
             elif type(e.get("time")) in (int, float) and 0 <= e["time"] < 1e9:
-                # times in results.json are rounded to the millisecond
-                times.append((int((e["time"] - 0.0005) * 1e9), kind))
+                times.append(TimeAnchor(int((e["time"] - 0.0005) * 1e9),
+                                        f"{who} at {e['time']:.3f} s", p))
     anchors.times = sorted(times)
     return anchors
 

@@ -29,6 +29,8 @@ from harness.report_history import CAP, OUTCOMES, Band, Timeline, bin_value
 
 WIDTH, HEIGHT = 900, 200
 LEFT, RIGHT, TOP, BOTTOM = 80, 20, 30, 28
+LEGEND = 16
+"""Height of a legend row under a chart's axis."""
 MAX_BARS = 120
 """Time slices drawn at most."""
 COLOURS = {OK: "#3a9d5d", FAIL: "#e0a030", INFO: "#d9534f"}
@@ -84,6 +86,8 @@ class Chart:
     lines: list[tuple[float, float, float, float]] = field(default_factory=list)
     texts: list[Text] = field(default_factory=list)
     caption: str = ""
+    bottom: int = BOTTOM
+    """Room under the plot: the axis labels, and a legend if there is one."""
 
 
 @dataclass
@@ -113,7 +117,7 @@ def slices(tl: Timeline, duration: float) -> Slices:
 
 def _x_axis(chart: Chart, t0: float, t1: float, unit: str = "s") -> None:
     plot_w = chart.width - LEFT - RIGHT
-    base = chart.height - BOTTOM
+    base = chart.height - chart.bottom
     chart.lines.append((LEFT, base, chart.width - RIGHT, base))
     for t in _ticks(t0, t1):
         x = LEFT + (t - t0) / (t1 - t0) * plot_w
@@ -137,14 +141,20 @@ def _ticks(lo: float, hi: float, n: int = 6) -> list[float]:
 
 
 def _draw_bands(chart: Chart, bands: list[Band], t1: float) -> None:
-    plot_w, plot_h = chart.width - LEFT - RIGHT, chart.height - TOP - BOTTOM
-    for i, b in enumerate(bands):
+    """Shaded intervals, each labelled where the label has room (two rows of labels;
+    every band keeps its description as a tooltip)."""
+    plot_w, plot_h = chart.width - LEFT - RIGHT, chart.height - TOP - chart.bottom
+    free = [0.0, 0.0]  # where each row of labels has room again
+    for b in bands:
         x0 = LEFT + min(b.start, t1) / t1 * plot_w
         x1 = LEFT + min(b.end, t1) / t1 * plot_w
         detail = f" ({b.detail})" if b.detail else ""
         chart.rects.append(Rect(x0, TOP, max(x1 - x0, 1.5), plot_h, "#8888cc33",
                                 f"{b.label}: {b.start:.2f} s to {b.end:.2f} s{detail}"))
-        chart.texts.append(Text(x0 + 2, TOP - 4 - 11 * (i % 2), b.label, "start"))
+        row = 0 if x0 >= free[0] else 1 if x0 >= free[1] else None
+        if row is not None:
+            chart.texts.append(Text(x0 + 2, TOP - 4 - 11 * row, b.label, "start"))
+            free[row] = x0 + 6 * len(b.label) + 10
 
 
 def throughput_chart(s: Slices, bands: list[Band]) -> Chart:
@@ -168,7 +178,7 @@ def throughput_chart(s: Slices, bands: list[Band]) -> Chart:
     _x_axis(chart, 0, t1)
     chart.texts.append(Text(LEFT - 6, TOP + 4, f"{peak / s.width:,.0f}/s", "end"))
     chart.texts.append(Text(LEFT - 6, HEIGHT - BOTTOM, "0", "end"))
-    chart.caption = (f"completed operations per {s.width:.2g} s slice (peak "
+    chart.caption = (f"completed operations per {_ms(s.width * 1000)} slice (peak "
                      f"{peak:,}), by outcome: green ok, orange fail, red info; shaded: "
                      f"faults")
     return chart
@@ -189,8 +199,8 @@ def _quantile(hist: list[int], q: float) -> float | None:
 
 def latency_chart(s: Slices, bands: list[Band]) -> Chart:
     """Per time slice, quantiles of ok latencies and the median of fail and info ones,
-    at the time the ops were invoked, on a log scale."""
-    chart = Chart(WIDTH, HEIGHT)
+    at the time the ops were invoked, on a log scale; a legend under the axis."""
+    chart = Chart(WIDTH, HEIGHT + LEGEND, bottom=BOTTOM + LEGEND)
     t1 = max(s.span, 1e-9)
     _draw_bands(chart, bands, t1)
     _x_axis(chart, 0, t1)
@@ -238,12 +248,13 @@ def latency_chart(s: Slices, bands: list[Band]) -> Chart:
         ye = HEIGHT - BOTTOM - (e - lo) / (hi - lo) * plot_h
         chart.lines.append((LEFT - 4, ye, LEFT, ye))
         chart.texts.append(Text(LEFT - 6, ye + 4, _ms(10.0 ** e), "end"))
-    legend_x = WIDTH - RIGHT
-    for label, colour in [(n, c) for _, n, c in reversed(QUANTILES)] + [
+    legend_x = float(LEFT)
+    for label, colour in [(n, c) for _, n, c in QUANTILES] + [
             ("fail", COLOURS[FAIL]), ("info", COLOURS[INFO])]:
-        chart.texts.append(Text(legend_x, TOP - 8, f"■ {label}", "end", colour))
-        legend_x -= 8 * len(label) + 22
-    chart.caption = (f"latency by time of invocation, per {s.width:.2g} s slice, log scale: "
+        chart.texts.append(Text(legend_x, chart.height - 3, f"■ {label}", "start", colour))
+        legend_x += 7 * len(label) + 26
+    chart.caption = (f"latency by time of invocation, per {_ms(s.width * 1000)} slice, log "
+                     "scale: "
                      "median, 99th percentile and longest of ok ops (lines), median of "
                      "failed (orange) and indeterminate (red) ops (dots); quantiles are "
                      "read from a histogram with five bins per decade")

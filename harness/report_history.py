@@ -40,7 +40,7 @@ MAX_TIME_NS = 10 ** 18
 MAX_OPEN = 100_000
 """Invocations awaiting completion at most; the oldest are forgotten beyond that."""
 MAX_BANDS = 200
-MAX_FAULT_ROWS = 200
+MAX_FAULT_ROWS = 60
 WINDOW = 10
 """Ops shown before and after each operation the checkers blamed."""
 MAX_WINDOW_ROWS = 6 * WINDOW
@@ -175,12 +175,27 @@ def short(v: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
+@dataclass(order=True)
+class TimeAnchor:
+    """An op invoked at about ``time`` (ns) by ``process`` (any process if None): the
+    first such op no earlier than ``time`` and no later than ``time + SLACK_NS``."""
+
+    time: int
+    why: str = field(compare=False)
+    process: Any = field(default=None, compare=False)
+
+
+SLACK_NS = 2_000_000
+"""Times in results.json are rounded to the millisecond: a blamed op is looked for from
+half a millisecond before the time given to this long after it."""
+
+
 @dataclass
 class Anchors:
     """Operations the checkers blamed, by history index or by invocation time (ns)."""
 
     indexes: dict[int, str] = field(default_factory=dict)
-    times: list[tuple[int, str]] = field(default_factory=list)  # sorted by time
+    times: list[TimeAnchor] = field(default_factory=list)  # sorted by time
 
     def __len__(self) -> int:
         return len(self.indexes) + len(self.times)
@@ -313,30 +328,37 @@ class _Watcher:
         self.out = out
         self.indexes = sorted(anchors.indexes.items())
         self.times = anchors.times
+        self.armed: list[TimeAnchor] = []  # time reached, op not met yet
         self.i = self.j = 0
         self.window: Window | None = None
         self.recent: deque[Op] = deque(maxlen=WINDOW)
         self.next_index = self.next_time = MAX_TIME_NS + 1
-        self._advance(-1, -1)
+        self._advance(None, -1, -1)
 
-    def _advance(self, index: int, t: int) -> str | None:
+    def _advance(self, op: Op | None, index: int, t: int) -> str | None:
         """Passes the anchors at or before ``index`` and ``t``; what blamed this op."""
         blamed = None
         while self.i < len(self.indexes) and self.indexes[self.i][0] <= index:
             if self.indexes[self.i][0] == index:
                 blamed = self.indexes[self.i][1]
             self.i += 1
-        while self.j < len(self.times) and self.times[self.j][0] <= t:
-            blamed = blamed or self.times[self.j][1]  # one window for anchors this close
+        while self.j < len(self.times) and self.times[self.j].time <= t:
+            self.armed.append(self.times[self.j])
             self.j += 1
+        for a in list(self.armed):
+            if op is not None and (a.process is None or a.process == op.process):
+                blamed = blamed or a.why  # one window for anchors this close
+                self.armed.remove(a)
+            elif t > a.time + SLACK_NS:
+                self.armed.remove(a)  # never met: the window is only a help
         self.next_index = self.indexes[self.i][0] if self.i < len(self.indexes) \
             else MAX_TIME_NS + 1
-        self.next_time = self.times[self.j][0] if self.j < len(self.times) \
-            else MAX_TIME_NS + 1
+        self.next_time = -1 if self.armed else self.times[self.j].time \
+            if self.j < len(self.times) else MAX_TIME_NS + 1
         return blamed
 
     def see(self, op: Op, index: int, t: int) -> None:
-        blamed = self._advance(index, t)
+        blamed = self._advance(op, index, t)
         w = self.window
         if w is not None:
             w.rows.append(row(op, blamed is not None))

@@ -161,3 +161,20 @@ def test_splitbrain_report_draws_again_or_says_why_not(tmp_path):
     assert r.returncode == 254
     assert "no test.json; is this a run directory?" in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+
+
+def test_the_history_window_highlights_the_blamed_op_of_the_right_process():
+    """A stale read given by process and a time rounded to the millisecond (as the
+    counter checker gives it) is found among ops of other processes at that time."""
+    from harness.report_history import Anchors, TimeAnchor, summarize
+
+    history = []
+    for k in range(100):
+        t = 1.0 + k * 0.0001  # 0.1 ms apart: ten ops per rounded millisecond
+        history.append(_op(t, "invoke", "read" if k == 57 else "add", None, k % 7))
+        history[-1].index = k
+    blamed_time = round(history[57].time / 1e9, 3)
+    anchors = Anchors(times=[TimeAnchor(int((blamed_time - 0.0005) * 1e9), "stale", 57 % 7)])
+    (window,) = summarize(history, anchors).windows
+    assert [r["index"] for r in window.rows if r["blamed"]] == [57]
+    assert window.rows[0]["index"] == 47 and window.rows[-1]["index"] == 67
