@@ -152,7 +152,7 @@ def _draw_bands(chart: Chart, bands: list[Band], t1: float) -> None:
         chart.rects.append(Rect(x0, TOP, max(x1 - x0, 1.5), plot_h, "#8888cc33",
                                 f"{b.label}: {b.start:.2f} s to {b.end:.2f} s{detail}"))
         row = 0 if x0 >= free[0] else 1 if x0 >= free[1] else None
-        if row is not None:
+        if row is not None and x0 + 6 * len(b.label) <= chart.width:
             chart.texts.append(Text(x0 + 2, TOP - 4 - 11 * row, b.label, "start"))
             free[row] = x0 + 6 * len(b.label) + 10
 

@@ -178,7 +178,8 @@ def short(v: Any, limit: int = 160) -> str:
 @dataclass(order=True)
 class TimeAnchor:
     """An op invoked at about ``time`` (ns) by ``process`` (any process if None): the
-    first such op no earlier than ``time`` and no later than ``time + SLACK_NS``."""
+    first such invocation no earlier than ``time`` and no later than
+    ``time + SLACK_NS``."""
 
     time: int
     why: str = field(compare=False)
@@ -346,7 +347,7 @@ class _Watcher:
             self.armed.append(self.times[self.j])
             self.j += 1
         for a in list(self.armed):
-            if op is not None and (a.process is None or a.process == op.process):
+            if op is not None and op.type == INVOKE and a.process in (None, op.process):
                 blamed = blamed or a.why  # one window for anchors this close
                 self.armed.remove(a)
             elif t > a.time + SLACK_NS:

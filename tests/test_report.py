@@ -171,10 +171,12 @@ def test_the_history_window_highlights_the_blamed_op_of_the_right_process():
     history = []
     for k in range(100):
         t = 1.0 + k * 0.0001  # 0.1 ms apart: ten ops per rounded millisecond
-        history.append(_op(t, "invoke", "read" if k == 57 else "add", None, k % 7))
+        kind = "invoke" if k % 2 or k == 57 else "ok"
+        process = 1 if k in (56, 57) else k % 7  # 56: the completion of 1's previous op
+        history.append(_op(t, kind, "read" if k == 57 else "add", None, process))
         history[-1].index = k
     blamed_time = round(history[57].time / 1e9, 3)
-    anchors = Anchors(times=[TimeAnchor(int((blamed_time - 0.0005) * 1e9), "stale", 57 % 7)])
+    anchors = Anchors(times=[TimeAnchor(int((blamed_time - 0.0005) * 1e9), "stale", 1)])
     (window,) = summarize(history, anchors).windows
     assert [r["index"] for r in window.rows if r["blamed"]] == [57]
     assert window.rows[0]["index"] == 47 and window.rows[-1]["index"] == 67
