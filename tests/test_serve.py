@@ -74,6 +74,9 @@ def test_it_listens_on_loopback_only_and_says_when_it_cannot(tmp_path):
         server.server_close()
     with pytest.raises(UsageError, match="no such store directory"):
         make_server(tmp_path / "absent", 0)
+    for port in (70000, -1):
+        with pytest.raises(UsageError, match="a port is a number from 0 to 65535"):
+            make_server(tmp_path, port)
 
 
 def test_list_runs_newest_first_and_without_verdict_when_unfinished(tmp_path):
