@@ -127,12 +127,17 @@ class FaultBands:
         started = HEALS.get(f)
         if op.type == INVOKE:
             if started is None:
-                self.invoked[f] = t
+                if f in self.invoked or len(self.invoked) < MAX_BANDS:
+                    self.invoked[f] = t
             else:
                 for band in self.open.pop(started, []):
                     band.end = t
                     self._keep(band)
         elif started is None and f in self.invoked:
+            if len(self.bands) + sum(map(len, self.open.values())) >= MAX_BANDS:
+                self.invoked.pop(f)
+                self.dropped += 1
+                return
             label, detail = fault_label(op)
             self.open.setdefault(f, []).append(Band(self.invoked.pop(f), t, label, detail))
 

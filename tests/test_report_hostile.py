@@ -113,7 +113,7 @@ def test_report_on_a_hostile_run_directory_is_a_page_or_one_line(tmp_path, case)
 
 
 def test_a_long_history_gives_a_small_page_that_says_what_it_left_out(tmp_path):
-    """200,000 ops, 300 nemesis ops and 400 files: every part is capped and says so."""
+    """200,000 ops, 301 faults and 400 files: every part is capped and says so."""
     run = _run_dir(tmp_path)
     lines = []
     t, i = 0, 0
@@ -125,10 +125,12 @@ def test_a_long_history_gives_a_small_page_that_says_what_it_left_out(tmp_path):
                                      "f": "add", "value": 1}))
             i += 1
         if k % 333 == 0:
-            t += 1
-            lines.append(json.dumps({"index": i, "time": t, "type": "invoke",
-                                     "process": "nemesis", "f": "start-partition"}))
-            i += 1
+            for f, kind in (("start-partition", "invoke"), ("start-partition", "info"),
+                            ("stop-partition", "invoke"), ("stop-partition", "info")):
+                t += 1
+                lines.append(json.dumps({"index": i, "time": t, "type": kind,
+                                         "process": "nemesis", "f": f, "value": ["n1"]}))
+                i += 1
     (run / "history.jsonl").write_text("\n".join(lines) + "\n")
     for n in range(400):
         (run / "nodes" / "n1" / f"extra-{n}.log").write_text("x")
@@ -140,9 +142,10 @@ def test_a_long_history_gives_a_small_page_that_says_what_it_left_out(tmp_path):
     (run / "results.json").write_text(json.dumps(results))
     html = write_report(run).read_text()
     assert len(html) < 400_000
-    assert "consecutive of the 200,301 ops" in html  # the window around index 150,000
+    assert "consecutive of the 201,204 ops" in html  # the window around index 150,000
     assert "of 500, the rest are in results.json" in html.replace(";", ",")
-    assert "the first 60 of 301 nemesis operations" in html
+    assert "the first 60 of 1,204 nemesis operations" in html
+    assert "Only the first 200 faults are shaded; 101 more are not." in html
     assert "… and 104 more" in html  # 400 + 4 files, 300 listed
     assert html.count("<rect") < 1_500
 
