@@ -47,6 +47,11 @@ def _replace(name: str, make: Callable[[Path], None]) -> Callable[[Path], None]:
     return go
 
 
+def _non_empty_dir(path: Path) -> None:
+    path.mkdir()
+    (path / "x").write_text("")
+
+
 HOSTILE: dict[str, Callable[[Path], None]] = {
     "no test.json": lambda run: (run / "test.json").unlink(),
     "test.json garbled": _write("test.json", "{nope"),
@@ -89,8 +94,7 @@ HOSTILE: dict[str, Callable[[Path], None]] = {
         {"type": "ok", "f": None, "process": 2, "time": 10},  # completes before invoked
     ])),
     "history.jsonl deep": _write("history.jsonl", GOOD_OP + "[" * 100_000 + "\n"),
-    "report.html a directory": _replace("report.html", lambda p: (p.mkdir(),
-                                                                  (p / "x").write_text(""))),
+    "report.html a directory": _replace("report.html", lambda p: _non_empty_dir(p)),
 }
 
 

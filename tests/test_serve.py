@@ -29,9 +29,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server = make_server(store, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
+    port = server.server_address[1]
     try:
-        yield run, f"http://{host}:{port}"
+        yield run, f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
         server.server_close()
