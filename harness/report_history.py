@@ -258,7 +258,7 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
     in_flight: dict[Any, int] = {}
     watcher = _Watcher(out, anchors)
     recent, watch = watcher.recent, bool(anchors)
-    next_index, next_time = watcher.next_index, watcher.next_time
+    next_index, next_time, in_window = watcher.next_index, watcher.next_time, False
     tmax = n = untimed = 0
     log10, bins, per_decade, limit = math.log10, LATENCY_BINS, BINS_PER_DECADE, MAX_TIME_NS
     invoke, ok, fail, info, nemesis = INVOKE, OK, FAIL, INFO, NEMESIS
@@ -270,9 +270,10 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
             i = op.index
             if type(i) is not int:
                 i = -1
-            if i >= next_index or (timed and t >= next_time) or watcher.window:
+            if i >= next_index or (timed and t >= next_time) or in_window:
                 watcher.see(op, i, t if timed else -1)
                 next_index, next_time = watcher.next_index, watcher.next_time
+                in_window = watcher.window is not None
             recent.append(op)
         if not timed:
             untimed += 1

@@ -54,6 +54,10 @@ def hostile(tmp_path: Path) -> Iterator[tuple[Path, int]]:
     (store / "etc").symlink_to("/etc")
     (run / "leak.txt").symlink_to(outside / "secret.txt")
     (run / "inner.json").symlink_to(run / "results.json")
+    os.mkfifo(run / "fifo.log")  # would block a plain open() forever
+    with socket.socket(socket.AF_UNIX) as unix:
+        unix.bind(str(run / "socket.log"))  # cannot be opened at all
+    (run / "zero.log").symlink_to("/dev/zero")  # endless, and outside the store
     for name, make in {
         "list": lambda d: (d / "results.json").write_text("[1, 2]"),
         "dir": lambda d: (d / "results.json").mkdir(),
@@ -116,6 +120,16 @@ def test_hostile_run_directories_get_an_answer_and_the_index_still_lists_them(ho
             assert status in (200, 301, 403, 404), (name, path, status)
             assert b"Traceback" not in response
     assert not list(store.rglob(".report.*"))  # no temporary file left behind
+
+
+def test_special_files_get_a_4xx(hostile):
+    _, port = hostile
+    for name in ("fifo.log", "socket.log", "zero.log"):
+        for method in ("GET", "HEAD"):
+            status, _ = _raw(port, f"/t/20260101T000000Z/{name}", method)
+            assert status in (403, 404), (name, method, status)
+    status, page = _raw(port, "/t/20260101T000000Z/report.html")  # drawn beside them
+    assert status == 200 and b"fifo.log" not in page and b"socket.log" not in page
 
 
 def test_files_inside_the_store_are_served_through_links_that_stay_inside(hostile):
