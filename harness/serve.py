@@ -30,6 +30,7 @@ from urllib.parse import quote, unquote_to_bytes
 
 from harness.errors import UsageError
 from harness.report import TEMPLATES, read_json_object, relative_href, write_report
+from harness.report_history import short
 
 HOST = "127.0.0.1"
 MAX_PATH = 4096
@@ -132,7 +133,8 @@ def list_runs(store: Path) -> list[RunEntry]:
             continue
         name = _field(run_dir / "test.json", "name")
         valid = _field(run_dir / "results.json", "valid")
-        runs.append(RunEntry(name if isinstance(name, str) else run_dir.parent.name,
+        runs.append(RunEntry(short(name if isinstance(name, str) else run_dir.parent.name,
+                                   200),
                              run_dir.name, run_dir.relative_to(store).as_posix(),
                              valid if valid in (True, False, "unknown") else None))
     return sorted(runs, key=lambda r: r.run, reverse=True)
