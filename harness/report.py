@@ -63,6 +63,17 @@ TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates
 
 def write_report(run_dir: Path | str) -> Path:
     """Renders ``run_dir/report.html`` from the run's files and returns its path."""
+    return save_report(Path(run_dir), render_report(run_dir))
+
+
+def save_report(run_dir: Path, html: str) -> Path:
+    """Writes ``run_dir/report.html`` atomically (a UsageError when it cannot)."""
+    return _write_atomically(run_dir / "report.html", html)
+
+
+def render_report(run_dir: Path | str) -> str:
+    """The page for a run directory, from its files (UsageError when they cannot be
+    read)."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise UsageError(f"{run_dir}: no such run directory")
@@ -73,9 +84,8 @@ def write_report(run_dir: Path | str) -> Path:
         results = {"valid": "unknown", "reason": "the run did not finish (no results.json)"}
     checkers = _checkers(results)
     history = _summarize(run_dir / "history.jsonl", _anchors(checkers, results))
-    html = TEMPLATES.get_template("report.html.j2").render(
+    return TEMPLATES.get_template("report.html.j2").render(
         **report_data(run_dir, test, results, checkers, history))
-    return _write_atomically(run_dir / "report.html", html)
 
 
 def read_json_object(path: Path, limit: int = MAX_JSON) -> dict[str, Any]:
@@ -141,7 +151,10 @@ def _summarize(path: Path, anchors: Anchors) -> HistorySummary:
 
 
 def _write_atomically(out: Path, text: str) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror}") from None
     try:
         # Names from the file system or JSON may hold lone surrogates: written as "?".
         os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the report from other users

@@ -29,7 +29,13 @@ from typing import Any
 from urllib.parse import quote, unquote_to_bytes
 
 from harness.errors import UsageError
-from harness.report import TEMPLATES, read_json_object, relative_href, write_report
+from harness.report import (
+    TEMPLATES,
+    read_json_object,
+    relative_href,
+    render_report,
+    save_report,
+)
 from harness.report_history import short
 
 HOST = "127.0.0.1"
@@ -185,7 +191,10 @@ class _StoreHandler(BaseHTTPRequestHandler):
                             body)
             return
         if real.name == "report.html" and not real.exists():
-            self._draw_report(real.parent)
+            drawn = self._draw_report(real.parent)
+            if drawn is not None:  # the store is read-only: sent without being kept
+                self._send_bytes(drawn, "text/html; charset=utf-8", body)
+                return
         if real.is_dir():
             if not bare.endswith("/"):
                 parts = real.relative_to(self.real_store).parts
@@ -196,13 +205,20 @@ class _StoreHandler(BaseHTTPRequestHandler):
             return
         self._send_file(real, body)
 
-    def _draw_report(self, run_dir: Path) -> None:
+    def _draw_report(self, run_dir: Path) -> bytes | None:
+        """Draws a run's missing report into the run directory; the page itself when
+        it cannot be written there."""
         if not (run_dir / "test.json").is_file():
             raise Refused(HTTPStatus.NOT_FOUND, "no such file in the store")
         try:
-            write_report(run_dir)
+            html = render_report(run_dir)
         except UsageError as e:
             raise Refused(HTTPStatus.NOT_FOUND, f"no report: {e}") from None
+        try:
+            save_report(run_dir, html)
+        except UsageError:
+            return html.encode("utf-8", "replace")
+        return None
 
     def _send_file(self, real: Path, body: bool) -> None:
         try:

@@ -102,3 +102,15 @@ def test_the_command_prints_where_it_serves_and_stops_on_sigint(tmp_path):
         p.send_signal(signal.SIGINT)
         p.wait(timeout=10)
     assert "Traceback" not in p.stderr.read()
+
+
+def test_a_report_is_drawn_even_when_the_store_is_read_only(served):
+    """Without write permission (made here by a read-only bind mount, as root ignores
+    file modes) the page is sent without being kept."""
+    run, base = served
+    subprocess.run(["mount", "--bind", "-o", "ro", str(run), str(run)], check=True)
+    try:
+        assert "cannot be linearized" in _get(f"{base}/t/{run.name}/report.html")
+        assert not (run / "report.html").exists()
+    finally:
+        subprocess.run(["umount", str(run)], check=True)
