@@ -85,6 +85,9 @@ class PostgresDB(DaemonDB):
     def primaries(self, test: Test) -> list[str]:
         return test.nodes[:1]
 
+    def lock_files(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
+        return [posixpath.join(paths.data_dir, "postmaster.pid")]
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         run = test.remote.run
         run(node, ["chown", f"{USER}:{USER}", paths.data_dir])

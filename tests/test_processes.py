@@ -1,0 +1,308 @@
+"""Kill, pause and resume reach every process of a system on its node: a forking toy
+daemon and a real PostgreSQL with busy backends, in a real network namespace.
+
+The processes are counted independently of ``harness.daemon``: every process inside the
+node's network namespace (the local backend shares the host's pid space) that matches the
+system (the toy's marker in its command line, or the ``postgres`` user), read straight
+from /proc by the test.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from harness.context import Spec
+from harness.context import Test as RunContext  # not Test*: pytest would collect it
+from harness.daemon import (
+    daemon_processes,
+    daemon_running,
+    kill_daemon,
+    signal_daemon,
+    start_daemon,
+    stop_daemon,
+)
+from harness.remotes.local import LocalRemote
+
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+]
+
+# The toy: setsid workers (as PostgreSQL's backends), one of them orphaned by a double
+# fork and reparented out of the tree, one with a scrubbed environment, and a parent
+# that forks a short-lived child every 20 ms, so a kill races with fork.
+TOY = textwrap.dedent("""
+    import os, sys, time
+    marker = sys.argv[1]
+    def spin():
+        while True:
+            time.sleep(0.05)
+    for kind in ("orphan", "scrubbed", "plain"):
+        if os.fork() == 0:
+            os.setsid()
+            if kind == "orphan" and os.fork():
+                os._exit(0)
+            if kind == "scrubbed":
+                os.execve(sys.executable, [sys.executable, "-c",
+                          "import time\\nwhile True: time.sleep(0.05)", marker], {})
+            spin()
+    while True:
+        if os.fork() == 0:
+            time.sleep(0.2)
+            os._exit(0)
+        time.sleep(0.02)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+""")
+
+
+@pytest.fixture(scope="module")
+def remote():
+    r = LocalRemote()
+    r.setup(["n1"])
+    yield r
+    r.teardown()
+
+
+def node_processes(remote: LocalRemote, node: str,
+                   matches: Callable[[int, str], bool]) -> dict[int, str]:
+    """pid -> state letter of every living (non-zombie) process in the node's namespace
+    for which ``matches(uid, cmdline)``."""
+    ns = os.stat(f"/run/netns/{remote.namespace(node)}").st_ino
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.stat(entry / "ns" / "net").st_ino != ns:
+                continue
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        state, uid = fields["State"].split()[0], int(fields["Uid"].split()[0])
+        if state not in ("Z", "X") and matches(uid, cmdline):
+            found[int(entry.name)] = state
+    return found
+
+
+def wait_for(predicate, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+# -- the forking toy ---------------------------------------------------------------------
+
+@pytest.fixture
+def toy(remote, request, tmp_path):
+    marker = f"toy-marker-{request.node.name}"
+    base = Path(remote.workdir("n1")) / request.node.name
+    pidfile = str(base / "toy.pid")
+    script = tmp_path / "toy.py"
+    script.write_text(TOY)
+
+    def count() -> dict[int, str]:
+        return node_processes(remote, "n1", lambda uid, cmd: marker in cmd)
+
+    def start() -> None:
+        start_daemon(remote, "n1", [sys.executable, str(script), marker], pidfile=pidfile,
+                     logfile=str(base / "toy.log"))
+        # parent, orphan, scrubbed, plain, and at least one short-lived child
+        assert wait_for(lambda: len(count()) >= 5), count()
+
+    start()
+    yield remote, pidfile, count, start
+    kill_daemon(remote, "n1", pidfile)
+    assert not count()
+
+
+def test_kill_leaves_no_process_of_a_forking_daemon_and_restart_works(toy):
+    remote, pidfile, count, start = toy
+    orphan_reparented = wait_for(lambda: any(
+        _ppid(p) not in count() for p in count() if p != _root(pidfile)))
+    assert orphan_reparented  # the double-forked worker has left the tree
+    kill_daemon(remote, "n1", pidfile)
+    assert count() == {}  # at once: kill waits until everything is gone
+    time.sleep(0.3)
+    assert count() == {}  # and nothing forked in the meantime comes back
+    assert not daemon_running(remote, "n1", pidfile)
+    assert daemon_processes(remote, "n1", pidfile) == []
+    start()  # right after the kill, over the pid file it left
+    assert daemon_running(remote, "n1", pidfile)
+
+
+def test_pause_stops_every_process_and_resume_continues_every_one(toy):
+    remote, pidfile, count, _ = toy
+    assert signal_daemon(remote, "n1", pidfile, signal.SIGSTOP)
+    paused = count()
+    assert len(paused) >= 4 and set(paused.values()) == {"T"}, paused
+    assert set(daemon_processes(remote, "n1", pidfile)) == set(paused)
+    time.sleep(0.3)
+    assert count() == paused  # frozen: nothing forks, nothing exits
+    assert signal_daemon(remote, "n1", pidfile, signal.SIGCONT)
+    resumed = count()
+    assert resumed and "T" not in resumed.values(), resumed
+    assert wait_for(lambda: set(count()) - set(paused))  # forking again
+
+
+def test_stop_ends_a_paused_forking_daemon(toy):
+    remote, pidfile, count, _ = toy
+    signal_daemon(remote, "n1", pidfile, signal.SIGSTOP)
+    stop_daemon(remote, "n1", pidfile, timeout=1)
+    assert count() == {}
+    assert not Path(pidfile).exists()
+
+
+def test_a_recycled_pid_is_not_taken_for_the_daemon(remote, tmp_path):
+    """The pid file names a pid that now belongs to another process: not ours."""
+    pidfile = str(Path(remote.workdir("n1")) / "recycled" / "d.pid")
+    start_daemon(remote, "n1", ["sleep", "300"], pidfile=pidfile,
+                 logfile=str(Path(pidfile).with_suffix(".log")))
+    kill_daemon(remote, "n1", pidfile)
+    stranger = subprocess.Popen(["ip", "netns", "exec", remote.namespace("n1"), "sleep", "300"])
+    try:
+        Path(pidfile).write_text(f"{stranger.pid}\n")
+        assert not daemon_running(remote, "n1", pidfile)
+        kill_daemon(remote, "n1", pidfile)
+        assert stranger.poll() is None  # left alone
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def _root(pidfile: str) -> int:
+    return int(Path(pidfile).read_text())
+
+
+def _ppid(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+# -- PostgreSQL with busy backends -----------------------------------------------------
+
+needs_postgres = pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                                    reason="PostgreSQL is not installed (.ci/setup installs it)")
+
+
+@pytest.fixture(scope="module")
+def pg(remote):
+    from harness.systems.postgres_counter import USER, PostgresDB, PostgresOptions, binaries
+
+    test = RunContext(Spec(nodes=["n1"], system="postgres"), remote, Path("/tmp"))
+    db = PostgresDB(PostgresOptions(), binaries())
+    uid = pwd.getpwnam(USER).pw_uid
+
+    def count() -> dict[int, str]:
+        return node_processes(remote, "n1", lambda u, cmd: u == uid)
+
+    db.setup(test, "n1")
+    try:
+        yield test, db, count
+    finally:
+        db.teardown(test, "n1")
+        assert count() == {}
+
+
+def busy_clients(test: RunContext, db, n: int = 4) -> list[subprocess.Popen]:
+    """``n`` psql sessions from the controller, each busy in a long statement after
+    committing an increment."""
+    psql = os.path.join(db.bin_dir, "psql")
+    clients = [subprocess.Popen(
+        [psql, "-h", test.remote.address("n1"), "-U", "postgres", "-c",
+         "UPDATE likes SET n = n + 1", "-c", "SELECT pg_sleep(60)"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(n)]
+    return clients
+
+
+def sessions(count) -> int:
+    return sum(1 for pid in count() if "postgres postgres" in
+               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
+
+
+def query(test: RunContext, db, sql: str, timeout: float = 10) -> str:
+    psql = os.path.join(db.bin_dir, "psql")
+    return subprocess.run([psql, "-h", test.remote.address("n1"), "-U", "postgres", "-tAc",
+                           sql], capture_output=True, text=True, timeout=timeout,
+                          check=True).stdout.strip()
+
+
+@needs_postgres
+@pytest.mark.slow
+def test_postgres_kill_leaves_no_backend_and_restart_works_over_the_crash(pg):
+    test, db, count = pg
+    clients = busy_clients(test, db)
+    try:
+        assert wait_for(lambda: sessions(count) >= 4), count()
+        assert wait_for(lambda: query(test, db, "SELECT n FROM likes") == "4")
+        db.kill(test, "n1")
+        assert count() == {}
+        # Every busy session lost its server: none was left to finish and reply.
+        for c in clients:
+            assert c.wait(timeout=10) != 0
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+    data = Path(db.paths(test, "n1").data_dir)
+    assert (data / "postmaster.pid").exists()  # the crash left its lock file
+    db.start(test, "n1")
+    assert query(test, db, "SELECT n FROM likes") == "4"  # the committed updates
+    # A lock file naming a process that looks alive to kill(pid, 0), as a zombie does
+    # where the node's PID 1 never reaps: the restart must still work.
+    db.kill(test, "n1")
+    zombie = subprocess.Popen(["true"])
+    try:
+        assert wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] == "Z")
+        lines = (data / "postmaster.pid").read_text().splitlines()
+        (data / "postmaster.pid").write_text("\n".join([str(zombie.pid), *lines[1:]]) + "\n")
+        db.start(test, "n1")
+        assert query(test, db, "SELECT 1") == "1"
+    finally:
+        zombie.wait()
+
+
+@needs_postgres
+@pytest.mark.slow
+def test_postgres_pause_stops_every_process_and_resume_continues_them(pg):
+    test, db, count = pg
+    clients = busy_clients(test, db, 3)
+    try:
+        assert wait_for(lambda: sessions(count) >= 3), count()
+        db.pause(test, "n1")
+        paused = count()
+        assert len(paused) >= 8 and set(paused.values()) == {"T"}, paused
+        with pytest.raises(subprocess.TimeoutExpired):
+            query(test, db, "SELECT 1", timeout=2)  # no process of it answers
+        db.resume(test, "n1")
+        assert "T" not in count().values()
+        assert query(test, db, "SELECT 1") == "1"
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
+        db.resume(test, "n1")
