@@ -48,6 +48,7 @@ TAG_VARIABLE = "SPLITBRAIN_DAEMON"
 # and parentheses (hence the last ") "), without forking. root: "$PIDFILE" names a
 # process started at the recorded time (sets $pid). running: and it is not a zombie.
 # members: the daemon's living processes, as described in the module docstring.
+# (Shell variables are global: each function's loop variable is one no caller uses.)
 _LIB = f'TAG="{TAG_VARIABLE}=$PIDFILE"\nKNOWN=\n' + r'''
 fields() { f=; read -r f 2>/dev/null < "/proc/$1/stat" || return 1; f=${f##*) }; }
 state() { fields "$1" && st=${f%% *}; }
@@ -57,14 +58,15 @@ root() {
   [ "$start" = "$(cat "$PIDFILE.start" 2>/dev/null)" ]
 }
 running() { root && state "$pid" && [ "$st" != Z ] && [ "$st" != X ]; }
+add() { case "$ids" in *" $1 "*) return 1;; *) ids="$ids$1 ";; esac; }
 members() {
   ids=" "
-  if root; then ids=" $pid "; fi
+  if root; then add "$pid"; fi
   for k in $KNOWN; do
-    started "${k%%:*}" && [ "$start" = "${k#*:}" ] && ids="$ids${k%%:*} "
+    started "${k%%:*}" && [ "$start" = "${k#*:}" ] && add "${k%%:*}"
   done
   for e in $(grep -lzxF "$TAG" /proc/[0-9]*/environ 2>/dev/null); do
-    e=${e#/proc/}; ids="$ids${e%/environ} "
+    e=${e#/proc/}; add "${e%/environ}"
   done
   [ "$ids" = " " ] && return 0
   table=$(grep -H '^PPid:' /proc/[0-9]*/status 2>/dev/null \
@@ -73,22 +75,22 @@ members() {
   while [ "$grew" = 1 ]; do
     grew=0
     while read -r c p; do
-      case "$ids" in *" $p "*) case "$ids" in *" $c "*) ;; *) ids="$ids$c "; grew=1;; esac;; esac
+      case "$ids" in *" $p "*) add "$c" && grew=1;; esac
     done <<EOF
 $table
 EOF
   done
   out=
-  for m in $ids; do
-    [ "$m" = 1 ] || [ "$m" = "$$" ] && continue
-    state "$m" && [ "$st" != Z ] && [ "$st" != X ] && out="$out $m"
+  for q in $ids; do
+    [ "$q" = 1 ] || [ "$q" = "$$" ] && continue
+    state "$q" && [ "$st" != Z ] && [ "$st" != X ] && out="$out $q"
   done
   echo $out
 }
 all_in() {  # all_in STATES PID...: every pid that still exists is in one of STATES
   states=$1; shift
-  for m in "$@"; do
-    state "$m" || continue
+  for q in "$@"; do
+    state "$q" || continue
     case "$states" in *"$st"*) ;; *) return 1;; esac
   done
 }
