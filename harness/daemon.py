@@ -96,7 +96,7 @@ all_in() {  # all_in STATES PID...: every pid that still exists is in one of STA
 }
 freeze() {  # SIGSTOP until a pass sees the same members, all stopped; 1 if none exist
   prev=x; i=0
-  while [ "$i" -lt 500 ]; do
+  while [ "$i" -lt 200 ]; do
     m=$(members)
     [ -n "$m" ] || { [ "$prev" != x ]; return; }
     kill -STOP $m 2>/dev/null
