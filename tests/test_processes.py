@@ -172,6 +172,24 @@ def test_stop_ends_a_paused_forking_daemon(toy):
     assert not Path(pidfile).exists()
 
 
+def test_workers_outliving_their_root_are_still_found_and_killed(toy):
+    """The root dies alone (as when only the main process crashes): its workers are
+    reparented away from the tree, yet the tag finds them. The one blind spot, said in
+    harness.daemon: a worker that scrubbed its environment and lost its parent."""
+    remote, pidfile, count, _ = toy
+    os.kill(_root(pidfile), signal.SIGKILL)
+    assert wait_for(lambda: not daemon_running(remote, "n1", pidfile))
+    time.sleep(0.5)  # the short-lived children have ended
+    scrubbed = {pid for pid in count() if "import time" in _cmdline(pid)}
+    tagged = set(count()) - scrubbed
+    assert len(scrubbed) == 1 and len(tagged) == 2  # the orphan and the plain worker
+    assert set(daemon_processes(remote, "n1", pidfile)) == tagged
+    kill_daemon(remote, "n1", pidfile)
+    assert set(count()) == scrubbed
+    os.kill(scrubbed.pop(), signal.SIGKILL)
+    assert wait_for(lambda: count() == {})
+
+
 def test_a_recycled_pid_is_not_taken_for_the_daemon(remote, tmp_path):
     """The pid file names a pid that now belongs to another process: not ours."""
     pidfile = str(Path(remote.workdir("n1")) / "recycled" / "d.pid")
@@ -191,6 +209,13 @@ def test_a_recycled_pid_is_not_taken_for_the_daemon(remote, tmp_path):
 
 def _root(pidfile: str) -> int:
     return int(Path(pidfile).read_text())
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 def _ppid(pid: int) -> int:
