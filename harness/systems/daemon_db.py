@@ -23,13 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from harness.daemon import (
-    daemon_running,
-    kill_daemon,
-    signal_daemon,
-    start_daemon,
-    stop_daemon,
-)
+from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
 
 if TYPE_CHECKING:
     from harness.context import Test
