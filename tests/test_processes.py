@@ -253,15 +253,26 @@ def pg(remote):
         assert count() == {}
 
 
+BUSY = "DO $$BEGIN LOOP PERFORM 1; END LOOP; END$$"
+"""A statement that never ends and never waits: its backend never looks whether the
+postmaster is still alive (only waits do), so a kill that misses it leaves it running."""
+
+
 def busy_clients(test: RunContext, db, n: int = 4) -> list[subprocess.Popen]:
-    """``n`` psql sessions from the controller, each busy in a long statement after
-    committing an increment."""
+    """``n`` psql sessions from the controller, each busy in ``BUSY`` after committing
+    an increment."""
     psql = os.path.join(db.bin_dir, "psql")
     clients = [subprocess.Popen(
         [psql, "-h", test.remote.address("n1"), "-U", "postgres", "-c",
-         "UPDATE likes SET n = n + 1", "-c", "SELECT pg_sleep(60)"],
+         "UPDATE likes SET n = n + 1", "-c", BUSY],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(n)]
     return clients
+
+
+def end_sessions(test: RunContext, db) -> None:
+    """Ends the busy statements (a backend in a loop never notices its client left)."""
+    query(test, db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
 
 
 def sessions(count) -> int:
@@ -327,7 +338,8 @@ def test_postgres_pause_stops_every_process_and_resume_continues_them(pg):
         assert "T" not in count().values()
         assert query(test, db, "SELECT 1") == "1"
     finally:
+        db.resume(test, "n1")
+        end_sessions(test, db)
         for c in clients:
             c.kill()
             c.wait()
-        db.resume(test, "n1")
