@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.client import Client, NoopClient
+from harness.cluster.remote import NoopRemote
 from harness.context import Spec, Test
 from harness.generator import constant, mix
 from harness.history import HistoryWriter, Op
 from harness.interpreter import Interpreter, run_async
-from harness.remote import NoopRemote
 
 NODES = [f"n{i}" for i in range(1, 6)]
 

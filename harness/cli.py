@@ -52,6 +52,9 @@ def cli() -> None:
 @click.option("--seed", type=int, help="random seed (default: time-based)")
 @click.option("--store", type=click.Path(file_okay=False), help="store directory")
 @click.option("-o", "options", multiple=True, metavar="KEY=VALUE", help="system option")
+@click.option("--image", help="docker backend: the node image (default: splitbrain's)")
+@click.option("--build-image", is_flag=True, default=None,
+              help="docker backend: build splitbrain's node image if it is missing")
 def run(test_file: str | None, options: tuple[str, ...], **flags: Any) -> None:
     """Start a cluster, drive clients, inject faults, check the history."""
     from harness.runner import run_from_cli
@@ -106,10 +109,28 @@ def serve(store: str, port: int) -> None:
 @cli.command()
 def cleanup() -> None:
     """Remove what a crashed or killed run left behind (from splitbrain's own records)."""
-    from harness.cleanup import cleanup_all
+    from harness.cluster.cleanup import cleanup_all
 
     for line in cleanup_all():
         click.echo(line)
+
+
+@cli.group()
+def image() -> None:
+    """The Docker backend's node image."""
+
+
+@image.command()
+def build() -> None:
+    """Build splitbrain's node image from Debian packages (a few minutes, no registry)."""
+    from harness.cluster.backends.docker import connect
+    from harness.cluster.image import build_image, default_image, image_exists
+
+    client = connect()
+    if image_exists(client, default_image()):
+        click.echo(f"{default_image()} is built and up to date")
+        return
+    build_image(client, progress=lambda line: click.echo(line, err=True))
 
 
 @cli.command(name="list")

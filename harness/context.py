@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from harness.remote import Remote
+    from harness.cluster.remote import Remote
 
 
 @dataclass
@@ -30,6 +30,8 @@ class Spec:
     store: str = "store"
     options: dict[str, str] = field(default_factory=dict)
     name: str = ""
+    image: str = ""  # docker backend: a user's own node image ("" for splitbrain's)
+    build_image: bool = False  # docker backend: build splitbrain's node image if missing
 
     def __post_init__(self) -> None:
         if not self.name:

@@ -35,10 +35,10 @@ from __future__ import annotations
 import posixpath
 import shlex
 import signal
-import sys
 from collections.abc import Sequence
 
-from harness.remote import Remote, RemoteError
+from harness.cluster.remote import Remote, RemoteError
+from harness.errors import EnvironmentFailure
 
 TAG_VARIABLE = "SPLITBRAIN_DAEMON"
 """The environment variable naming the daemon (its pid file) in each of its processes."""
@@ -236,7 +236,10 @@ def stop_daemon(remote: Remote, node: str, pidfile: str, *, timeout: float = 5.0
 
 
 def node_python(remote: Remote, node: str) -> str:
-    """The controller's own interpreter where the node has it (local nodes share the
-    controller's filesystem), else ``python3`` from the node's PATH."""
-    found = remote.run(node, ["test", "-x", sys.executable], check=False)
-    return sys.executable if found.returncode == 0 else "python3"
+    """The path of ``python3`` on the node, found there: the controller's own
+    interpreter need not exist on a container or a remote host."""
+    found = remote.run(node, ["sh", "-c", "command -v python3"], check=False)
+    path = found.stdout.strip()
+    if found.returncode != 0 or not path:
+        raise EnvironmentFailure(f"node {node} lacks python3 (apt-get install python3)")
+    return path

@@ -118,7 +118,9 @@ def reproduce_command(test: dict[str, Any]) -> str:
     if nemesis is not None:
         args += ["--nemesis", ",".join(nemesis) if nemesis else "none"]
     if test.get("nodes"):
-        args += ["--nodes", str(len(test["nodes"]))]
+        n = test["nodes"]
+        args += ["--nodes", str(len(n))] if n == [f"n{i}" for i in range(1, len(n) + 1)] \
+            else [a for node in n for a in ("--node", node)]
     for key, value in sorted(test.get("options", {}).items()):
         args += ["-o", f"{key}={value}"]
     return shlex.join(args)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
 import signal
 from collections.abc import Callable, Coroutine, Iterator
@@ -23,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from checkers.base import UNKNOWN
+from harness.cluster.remote import Remote, on_each_node
 from harness.context import Spec, Test
 from harness.db import LogFiles
-from harness.errors import NotRootError, UsageError
 from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.progress import run_progress
 from harness.registry import load_system, load_workload
-from harness.remote import Remote, on_each_node
 from harness.report import write_report
 from harness.spec_loader import build_spec
 from harness.store import new_run_dir, write_json
@@ -75,14 +73,9 @@ def run(spec: Spec) -> dict[str, Any]:
 
 
 def _make_remote(spec: Spec) -> Remote:
-    if spec.backend != "local":
-        raise UsageError(f"the {spec.backend} backend is not available yet; use --backend local")
-    if os.geteuid() != 0:
-        raise NotRootError("the local backend creates network namespaces and iptables rules, "
-                           "which needs root: run splitbrain as root (e.g. with sudo)")
-    from harness.remotes.local import LocalRemote
+    from harness.cluster.backends import make_remote
 
-    return LocalRemote()
+    return make_remote(spec)
 
 
 def _run_cluster(test: Test, system: Any, workload: Workload, history: HistoryWriter,

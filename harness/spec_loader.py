@@ -17,7 +17,7 @@ from harness.context import Spec
 from harness.errors import UsageError
 
 _FLAG_FIELDS = ("system", "workload", "backend", "concurrency", "rate", "time_limit",
-                "seed", "store")
+                "seed", "store", "image", "build_image")
 _BACKENDS = ("local", "docker", "ssh")
 
 

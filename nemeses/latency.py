@@ -5,28 +5,31 @@ Slow links are where timeouts stop meaning what their authors assumed: an electi
 timeout shorter than a round trip, a lease that expires in flight, a retry that lands
 after the original. Kernels without netem (this machine's, for one) cannot delay packets
 with ``tc``, so each node runs ``delayer.py``, a small netfilter-queue program, and an
-iptables rule hands it the packets from the other nodes (``harness.net``); it lets each
+iptables rule hands it the packets from the other nodes (``harness.cluster.net``); it lets each
 one through after the delay. The controller's traffic is never delayed.
 """
 
 from __future__ import annotations
 
 import posixpath
+import subprocess
 import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness import net
+from harness.cluster import net
+from harness.cluster.remote import on_each_node
 from harness.daemon import daemon_running, node_python, start_daemon, stop_daemon
+from harness.errors import UsageError
 from harness.history import Op
-from harness.remote import on_each_node
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 DELAYER_SOURCE = Path(__file__).with_name("delayer.py")
 QUEUE = 0
+NFQUEUE_PROC = "/proc/net/netfilter/nfnetlink_queue"
 DEFAULT_DELAY, DEFAULT_JITTER = 0.1, 0.02  # seconds, each way
 
 
@@ -43,6 +46,7 @@ class LatencyNemesis:
         self._lock = threading.Lock()
 
     def setup(self, test: Test) -> None:
+        on_each_node(test.nodes, lambda node: _need_nfqueue(test, node))
         self._heal(test)
 
     def invoke(self, test: Test, op: Op) -> Op:
@@ -91,3 +95,18 @@ class LatencyNemesis:
         workdir = test.remote.workdir(node)
         return (posixpath.join(workdir, "delayer.py"), posixpath.join(workdir, "delayer.pid"),
                 posixpath.join(workdir, "delayer.log"))
+
+
+def _need_nfqueue(test: Test, node: str) -> None:
+    """The delayer needs the kernel's nfnetlink_queue module. Checked on the node; when
+    it is missing there, the controller loads it (namespaces and containers share its
+    kernel) or the fault is refused in one line."""
+    def present() -> bool:
+        return test.remote.run(node, ["test", "-e", NFQUEUE_PROC], check=False).returncode == 0
+
+    if present():
+        return
+    subprocess.run(["modprobe", "nfnetlink_queue"], capture_output=True, timeout=30)
+    if not present():
+        raise UsageError(f"latency needs the kernel module nfnetlink_queue, which node {node} "
+                         "lacks and the controller could not load (modprobe nfnetlink_queue)")

@@ -4,7 +4,7 @@ packets from every other node, ``stop-loss`` ends it.
 A lossy network is not a partition: TCP retransmits, so requests mostly succeed, late;
 timeouts fire at random instead of along a cut, and heartbeats go missing now and then,
 which is what makes leaders step down and elections repeat. The drop is iptables'
-``statistic`` match (``harness.net``), so it works on kernels without netem; the
+``statistic`` match (``harness.cluster.net``), so it works on kernels without netem; the
 controller's own traffic is never dropped.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING
 
-from harness import net
+from harness.cluster import net
 from harness.history import Op
 
 if TYPE_CHECKING:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from harness.errors import UsageError
 from harness.history import Op
 from nemeses.base import Nemesis, NoopNemesis
+from nemeses.container import ContainerNemesis
 from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
 from nemeses.partition import PartitionNemesis
@@ -54,6 +55,11 @@ FAULTS: dict[str, Fault] = {
     "loss": Fault(lambda test, db, rng, nodes: LossNemesis(), "start-loss", "stop-loss"),
     "latency": Fault(lambda test, db, rng, nodes: LatencyNemesis(), "start-latency",
                      "stop-latency"),
+    "container-kill": Fault(lambda test, db, rng, nodes: ContainerNemesis(True, db, rng, nodes),
+                            "kill-container", "start-container"),
+    "container-pause": Fault(lambda test, db, rng, nodes: ContainerNemesis(False, db, rng,
+                                                                           nodes),
+                             "pause-container", "resume-container"),
 }
 """Known fault names. ``none`` (or nothing) means no faults."""
 

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from harness import net
+from harness.cluster import net
 from harness.errors import UsageError
 from harness.history import Op
 

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.cluster.remote import on_each_node
 from harness.db import Killable, Pausable, Primaries
 from harness.errors import UsageError
 from harness.history import Op
-from harness.remote import on_each_node
 
 if TYPE_CHECKING:
     from harness.context import Test

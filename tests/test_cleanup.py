@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.cleanup import cleanup_all
-from harness.ledger import all_ledgers, new_ledger
+from harness.cluster.cleanup import cleanup_all
+from harness.cluster.ledger import all_ledgers, new_ledger
 
 pytestmark = [
     pytest.mark.root,
@@ -30,7 +30,7 @@ REPO = Path(__file__).parents[1]
 CONTROLLER = """
 import sys, time
 from harness.daemon import start_daemon
-from harness.remotes.local import LocalRemote
+from harness.cluster.backends.local import LocalRemote
 
 state_dir, marker = sys.argv[1], sys.argv[2]
 sleeper = [sys.executable, "-c", "import time; time.sleep(600)", marker]  # marker: in ps

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.backends.local import LocalRemote
+from harness.cluster.net import drop, heal
 from harness.context import Spec
 from harness.context import Test as RunContext  # not a pytest class
 from harness.daemon import daemon_running, start_daemon, stop_daemon
 from harness.db import DB, Killable, LogFiles, Pausable, Primaries
 from harness.history import FAIL, INFO, INVOKE, OK, Op
-from harness.net import drop, heal
-from harness.remotes.local import LocalRemote
 from harness.system import System
 from harness.systems.counterd import make_system
 from harness.systems.daemon_db import ServerStartError

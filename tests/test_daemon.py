@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.backends.local import LocalRemote
+from harness.cluster.remote import RemoteError
 from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
-from harness.remote import RemoteError
-from harness.remotes.local import LocalRemote
 
 pytestmark = [
     pytest.mark.root,

@@ -8,11 +8,11 @@ from collections import defaultdict
 import pytest
 
 from harness import context
+from harness.cluster.remote import NoopRemote
 from harness.errors import UsageError
 from harness.generator import constant, from_fn, mix
 from harness.history import HistoryWriter, Op, pairs, read_jsonl
 from harness.interpreter import Interpreter, run_async
-from harness.remote import NoopRemote
 
 pytestmark = pytest.mark.timeout(30, method="thread")  # a broken timeout must not hang
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.backends.local import LocalRemote
+from harness.cluster.remote import Remote, RemoteError
 from harness.daemon import start_daemon
 from harness.errors import NotRootError, UsageError
-from harness.remote import Remote, RemoteError
-from harness.remotes.local import LocalRemote
 
 pytestmark = [
     pytest.mark.root,
@@ -79,9 +79,9 @@ def serve_http(remote: LocalRemote, node: str) -> int:
     """A python http.server on ``node``'s address, started as a daemon; returns its pid."""
     wd = remote.workdir(node)
     pid = start_daemon(remote, node, [sys.executable, "-m", "http.server", "-b",
-                                      remote.address(node), str(HTTP_PORT)],
+                                      remote.peer_address(node), str(HTTP_PORT)],
                        pidfile=f"{wd}/http.pid", logfile=f"{wd}/http.log", cwd=wd)
-    url = f"http://{remote.address(node)}:{HTTP_PORT}/"
+    url = f"http://{remote.peer_address(node)}:{HTTP_PORT}/"
     deadline = time.monotonic() + 10
     while True:
         try:
@@ -100,7 +100,7 @@ FETCH = ("import sys, urllib.request; "
 def fetch_from(remote: LocalRemote, node: str, target: str) -> str:
     """Makes ``node`` fetch ``target``'s web page; returns the status or the error."""
     result = remote.run(node, [sys.executable, "-c", FETCH,
-                               f"http://{remote.address(target)}:{HTTP_PORT}/"], check=False)
+                               f"http://{remote.peer_address(target)}:{HTTP_PORT}/"], check=False)
     return result.stdout.strip() if result.returncode == 0 else "unreachable"
 
 
@@ -119,7 +119,7 @@ def test_cluster_comes_up_fast():
 
 
 def test_names_and_addresses(cluster):
-    addresses = [cluster.address(n) for n in NODES]
+    addresses = [cluster.peer_address(n) for n in NODES]
     assert len(set(addresses)) == len(NODES)
     subnet = cluster.subnet
     assert not subnet.overlaps(ipaddress.IPv4Network("172.17.0.0/16"))
@@ -138,9 +138,9 @@ def test_names_and_addresses(cluster):
 
 def test_run_is_inside_the_namespace_with_loopback_up(cluster):
     out = cluster.run("n3", ["ip", "-o", "-4", "addr", "show"]).stdout
-    assert cluster.address("n3") in out
+    assert cluster.peer_address("n3") in out
     assert "127.0.0.1" in out
-    assert cluster.address("n1") not in out
+    assert cluster.peer_address("n1") not in out
     # No route anywhere but the cluster's own subnet.
     assert "default" not in cluster.run("n3", ["ip", "route"]).stdout
 
@@ -170,7 +170,7 @@ def test_run_timeout_kills_the_command_and_its_children(cluster):
 def test_controller_and_nodes_reach_each_other(cluster):
     for node in ("n2", "n4"):
         serve_http(cluster, node)
-    assert http_get(f"http://{cluster.address('n2')}:{HTTP_PORT}/") == 200
+    assert http_get(f"http://{cluster.peer_address('n2')}:{HTTP_PORT}/") == 200
     assert fetch_from(cluster, "n1", "n2") == "200"
     assert fetch_from(cluster, "n5", "n4") == "200"
     assert fetch_from(cluster, "n2", "n4") == "200"
@@ -205,7 +205,7 @@ def test_explicit_subnet_is_used_and_validated(forward_drop):
     remote = LocalRemote("10.214.7.0/28")
     remote.setup(["a", "b"])
     try:
-        assert remote.address("a") == "10.214.7.2"
+        assert remote.peer_address("a") == "10.214.7.2"
         assert remote.bridge_address == "10.214.7.1"
         with pytest.raises(UsageError, match="overlaps"):
             LocalRemote("10.214.7.0/24").setup(["x"])
@@ -262,7 +262,7 @@ def test_teardown_removes_everything_and_is_idempotent(forward_drop):
 
 
 NOT_ROOT_PROGRAM = """
-from harness.remotes.local import LocalRemote
+from harness.cluster.backends.local import LocalRemote
 try:
     LocalRemote().setup(["n1"])
 except Exception as e:
@@ -281,6 +281,6 @@ def test_not_root_is_a_one_line_usage_error():
     if "ModuleNotFoundError" in result.stderr or "Permission denied" in result.stderr:
         pytest.skip(f"nobody cannot import the package here: {result.stderr.strip()[-200:]}")
     line = result.stdout.strip()
-    assert line.startswith(f"{NotRootError.__name__}: the local backend needs root"), result
+    assert line.startswith(f"{NotRootError.__name__}: not root: the local backend"), result
     assert "\n" not in line
     assert issubclass(NotRootError, UsageError)  # so the CLI prints it as one line, exit 254

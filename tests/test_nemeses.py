@@ -17,7 +17,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness import net
+from harness.cluster import net
+from harness.cluster.backends.local import LocalRemote
 from harness.context import Spec
 from harness.context import Test as RunContext  # not Test*: pytest would collect it
 from harness.daemon import (
@@ -30,7 +31,6 @@ from harness.daemon import (
 from harness.db import NoopDB
 from harness.errors import UsageError
 from harness.history import Op
-from harness.remotes.local import LocalRemote
 from nemeses.base import Nemesis, NoopNemesis
 from nemeses.latency import LatencyNemesis
 from nemeses.loss import LossNemesis
@@ -77,7 +77,7 @@ class HttpDB:
         pidfile, logfile = self.paths(test, node)
         if daemon_running(test.remote, node, pidfile):
             return
-        address = test.remote.address(node)
+        address = test.remote.peer_address(node)
         start_daemon(test.remote, node, [sys.executable, "-m", "http.server", "-b", address,
                                          str(PORT)], pidfile=pidfile, logfile=logfile)
         deadline = time.monotonic() + 10
@@ -105,7 +105,7 @@ CONNECT = ("import socket, sys\n"
 def reach(test: RunContext, src: str, dst: str) -> str:
     """'open' if ``src`` can open a TCP connection to ``dst``'s server, else the error
     ('TimeoutError' when packets vanish, 'ConnectionRefusedError' when nothing listens)."""
-    out = test.remote.run(src, [sys.executable, "-c", CONNECT, test.remote.address(dst),
+    out = test.remote.run(src, [sys.executable, "-c", CONNECT, test.remote.peer_address(dst),
                                 str(PORT)])
     return out.stdout.strip()
 
@@ -152,12 +152,12 @@ def test_(cluster):
 def test_drop_blocks_only_the_grudge_and_never_the_controller(test_):
     remote = test_.remote
     net.drop(remote, test_.nodes, {"n3": ["n1"]})
-    assert net.dropped(remote, "n3") == [remote.address("n1")]
+    assert net.dropped(remote, "n3") == [remote.peer_address("n1")]
     assert reach(test_, "n1", "n3") == "TimeoutError"  # silently dropped, not refused
     assert reach(test_, "n2", "n3") == "open"
     assert reach(test_, "n3", "n1") == "TimeoutError"  # n1's replies are dropped too
     assert reach(test_, "n1", "n2") == "open"
-    assert tcp_open(remote.address("n3"), PORT)  # the controller still gets through
+    assert tcp_open(remote.peer_address("n3"), PORT)  # the controller still gets through
 
     net.heal(remote, test_.nodes)
     assert reach(test_, "n1", "n3") == "open"
@@ -200,7 +200,7 @@ def test_partition_nemesis_cuts_halves_and_heals(test_):
     talk = reachability(test_)
     for (a, b), ok in talk.items():
         assert ok == (a not in grudge[b]), (a, b)
-    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+    assert all(tcp_open(test_.remote.peer_address(n), PORT) for n in NODES)
 
     healed = nemesis.invoke(test_, Op("invoke", "stop-partition", None, "nemesis"))
     assert healed.type == "info"
@@ -286,7 +286,7 @@ def echo(test_):
     listen backlog in the way."""
     pidfile = f"{test_.remote.workdir('n2')}/echo.pid"
     start_daemon(test_.remote, "n2", [sys.executable, "-c", ECHO_SERVER,
-                                      test_.remote.address("n2"), str(ECHO_PORT)],
+                                      test_.remote.peer_address("n2"), str(ECHO_PORT)],
                  pidfile=pidfile, logfile=f"{test_.remote.workdir('n2')}/echo.log")
     try:
         deadline = time.monotonic() + 5
@@ -308,7 +308,7 @@ def output_on(test: RunContext, src: str | None, script: str, *args: str) -> str
 def round_trips(test: RunContext, src: str | None, n: int = 200) -> int:
     """How many of ``n`` UDP round trips from ``src`` (None: the controller) to the echo
     server on n2 come back."""
-    return int(output_on(test, src, ECHO_CLIENT, test.remote.address("n2"), str(ECHO_PORT),
+    return int(output_on(test, src, ECHO_CLIENT, test.remote.peer_address("n2"), str(ECHO_PORT),
                          str(n)))
 
 
@@ -352,7 +352,7 @@ ECHO_TIMER = ("import socket, statistics, sys, time\n"
 
 def round_trip_time(test: RunContext, src: str | None) -> float:
     """The median of ten UDP round trips from ``src`` (None: the controller) to n2."""
-    return float(output_on(test, src, ECHO_TIMER, test.remote.address("n2"), str(ECHO_PORT)))
+    return float(output_on(test, src, ECHO_TIMER, test.remote.peer_address("n2"), str(ECHO_PORT)))
 
 
 @needs_root
@@ -387,16 +387,16 @@ def test_kill_nemesis_kills_real_processes_and_start_restarts_them(test_):
 
     restarted = nemesis.invoke(test_, Op("invoke", "start", None, "nemesis"))
     assert restarted.value == NODES
-    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+    assert all(tcp_open(test_.remote.peer_address(n), PORT) for n in NODES)
 
 
 @needs_root
 def test_kill_nemesis_teardown_restarts_everything(test_):
     nemesis = ProcessNemesis(KILL, HttpDB(), "httpd", random.Random(3), NODES)
     nemesis.invoke(test_, Op("invoke", "kill", NODES, "nemesis"))
-    assert not any(tcp_open(test_.remote.address(n), PORT, 0.2) for n in NODES)
+    assert not any(tcp_open(test_.remote.peer_address(n), PORT, 0.2) for n in NODES)
     nemesis.teardown(test_)
-    assert all(tcp_open(test_.remote.address(n), PORT) for n in NODES)
+    assert all(tcp_open(test_.remote.peer_address(n), PORT) for n in NODES)
 
 
 def _answers(address: str, timeout: float = 0.5) -> bool:
@@ -418,12 +418,12 @@ def test_pause_nemesis_stops_real_processes_and_resume_lets_them_go_on(test_):
     pid_before = Path(db.paths(test_, "n2")[0]).read_text()
     done = nemesis.invoke(test_, Op("invoke", "pause", ["n2"], "nemesis"))
     assert (done.type, done.value) == ("info", ["n2"])
-    assert not _answers(test_.remote.address("n2"))
-    assert _answers(test_.remote.address("n3"))
+    assert not _answers(test_.remote.peer_address("n2"))
+    assert _answers(test_.remote.peer_address("n3"))
     nemesis.invoke(test_, Op("invoke", "pause", ["n4"], "nemesis"))
     nemesis.teardown(test_)  # heals every node, as a run's teardown does
-    assert _answers(test_.remote.address("n2"), timeout=5)
-    assert _answers(test_.remote.address("n4"), timeout=5)
+    assert _answers(test_.remote.peer_address("n2"), timeout=5)
+    assert _answers(test_.remote.peer_address("n4"), timeout=5)
     assert Path(db.paths(test_, "n2")[0]).read_text() == pid_before  # the same process
 
 
@@ -448,7 +448,7 @@ def test_kill_targets_are_distinct_nodes(n, seed):
 # -- packaging -----------------------------------------------------------------------
 
 def offline_test(system: str = "httpd") -> RunContext:
-    from harness.remote import NoopRemote
+    from harness.cluster.remote import NoopRemote
 
     return RunContext(Spec(nodes=list(NODES), system=system), NoopRemote(), Path("/tmp"))
 
@@ -528,7 +528,7 @@ def test_teardown_waits_for_a_kill_in_flight(test_):
     time.sleep(0.1)  # the kill is under way in the interpreter's thread: now Ctrl-C
     nemesis.teardown(test_)
     in_flight.join()
-    assert tcp_open(test_.remote.address("n3"), PORT)  # the kill did not land after the heal
+    assert tcp_open(test_.remote.peer_address("n3"), PORT)  # the kill did not land after the heal
 
 
 def test_kill_aims_only_at_the_nodes_the_system_runs_on():

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.cluster.backends.local import LocalRemote
 from harness.context import Spec
 from harness.context import Test as RunContext  # not Test*: pytest would collect it
 from harness.daemon import (
@@ -32,7 +33,6 @@ from harness.daemon import (
     start_daemon,
     stop_daemon,
 )
-from harness.remotes.local import LocalRemote
 
 pytestmark = [
     pytest.mark.root,
@@ -236,10 +236,10 @@ needs_postgres = pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/pos
 
 @pytest.fixture(scope="module")
 def pg(remote):
-    from harness.systems.postgres_counter import USER, PostgresDB, PostgresOptions, binaries
+    from harness.systems.postgres_counter import USER, PostgresDB, PostgresOptions
 
     test = RunContext(Spec(nodes=["n1"], system="postgres"), remote, Path("/tmp"))
-    db = PostgresDB(PostgresOptions(), binaries())
+    db = PostgresDB(PostgresOptions())
     uid = pwd.getpwnam(USER).pw_uid
 
     def count() -> dict[int, str]:
@@ -258,15 +258,22 @@ BUSY = "DO $$BEGIN LOOP PERFORM 1; END LOOP; END$$"
 postmaster is still alive (only waits do), so a kill that misses it leaves it running."""
 
 
+def psql(test: RunContext, db, *args: str) -> list[str]:
+    """A psql command line on the controller (its PostgreSQL is the nodes': the local
+    backend shares the file system) connecting to the server on n1 as clients do."""
+    from harness.systems.postgres_counter import PORT
+
+    host, port = test.remote.endpoint("n1", PORT)
+    return [os.path.join(db.bin_dir, "psql"), "-h", host, "-p", str(port), "-U", "postgres",
+            *args]
+
+
 def busy_clients(test: RunContext, db, n: int = 4) -> list[subprocess.Popen]:
     """``n`` psql sessions from the controller, each busy in ``BUSY`` after committing
     an increment."""
-    psql = os.path.join(db.bin_dir, "psql")
-    clients = [subprocess.Popen(
-        [psql, "-h", test.remote.address("n1"), "-U", "postgres", "-c",
-         "UPDATE likes SET n = n + 1", "-c", BUSY],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for _ in range(n)]
-    return clients
+    return [subprocess.Popen(psql(test, db, "-c", "UPDATE likes SET n = n + 1", "-c", BUSY),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for _ in range(n)]
 
 
 def end_sessions(test: RunContext, db) -> None:
@@ -281,10 +288,8 @@ def sessions(count) -> int:
 
 
 def query(test: RunContext, db, sql: str, timeout: float = 10) -> str:
-    psql = os.path.join(db.bin_dir, "psql")
-    return subprocess.run([psql, "-h", test.remote.address("n1"), "-U", "postgres", "-tAc",
-                           sql], capture_output=True, text=True, timeout=timeout,
-                          check=True).stdout.strip()
+    return subprocess.run(psql(test, db, "-tAc", sql), capture_output=True, text=True,
+                          timeout=timeout, check=True).stdout.strip()
 
 
 @needs_postgres

@@ -13,26 +13,24 @@ The options choose the design:
   ``reads=serializable`` answers from the member's own copy, which a partition leaves
   behind: stale reads.
 
-Errors are classified as Jepsen's etcd client does: no connection, a failed comparison
-or a refused request is ``fail``; a timeout or an error after a write was sent is
-``info``, since etcd may still commit it. Reads never change anything: every read error
-is a ``fail``.
+Errors follow the shared rule (``harness.client``), as Jepsen's etcd client does: no
+connection, a failed comparison or a request refused before it was proposed is ``fail``;
+a timeout or any other error once a write may have been sent is ``info``, since etcd may
+still commit it. Reads never change anything: every read error is a ``fail``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import shutil
 import urllib.request
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import aiohttp
-
-from harness.errors import UsageError
+from harness.client import Request
+from harness.cluster.remote import require_programs
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
+from harness.systems.http_link import HttpError, HttpLink
 from harness.systems.options import choices, seconds
 
 if TYPE_CHECKING:
@@ -70,8 +68,8 @@ class EtcdDB(DaemonDB):
         self.cluster_token = cluster_token
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
-        address = test.remote.address(node)
-        peers = ",".join(f"{n}=http://{test.remote.address(n)}:{PEER_PORT}"
+        address = test.remote.peer_address(node)
+        peers = ",".join(f"{n}=http://{test.remote.peer_address(n)}:{PEER_PORT}"
                          for n in test.nodes)
         return ["etcd", "--name", node, "--data-dir", paths.data_dir,
                 "--listen-client-urls", f"http://{address}:{CLIENT_PORT}",
@@ -83,10 +81,14 @@ class EtcdDB(DaemonDB):
                 # Elections in about a second, so that a run sees several.
                 "--heartbeat-interval", "100", "--election-timeout", "1000"]
 
+    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
+        require_programs(test.remote, node, ["etcd"], "apt-get install etcd-server")
+
     def ready(self, test: Test, node: str) -> bool:
         """The member answers (bootstrapping members wait for each other's quorum in
         parallel, so this is not yet a health check of the cluster)."""
-        url = f"http://{test.remote.address(node)}:{CLIENT_PORT}/version"
+        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        url = f"http://{host}:{port}/version"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
             with opener.open(url, timeout=0.5) as r:
@@ -95,15 +97,30 @@ class EtcdDB(DaemonDB):
             return False
 
 
+def definite(error: BaseException) -> str | None:
+    """etcd's allowlist: errors the server returns before proposing a request to Raft.
+    400 is a request it could not accept as written (the gateway's InvalidArgument,
+    such as a request too large), 429 "too many requests" (its apply loop is behind),
+    and "not capable" (the cluster version check). A timeout, "leader changed" or any
+    other error may come after the proposal, which can still commit."""
+    if isinstance(error, HttpError) and (error.status in (400, 429)
+                                         or "not capable" in error.message):
+        return str(error)
+    return None
+
+
 class EtcdCounterClient:
-    """A worker's client of one member, through etcd's JSON gateway."""
+    """A worker's client of one member, through etcd's JSON gateway.
+
+    Classified by the shared rule (``harness.client``): the reads of an add and every
+    read request fail on any error (they change nothing); a transaction that may have
+    left the client is ``fail`` only on :func:`definite` errors or when its comparison
+    did not hold, and ``info`` otherwise.
+    """
 
     def __init__(self, options: EtcdOptions, base_url: str) -> None:
         self.options = options
-        self.session = aiohttp.ClientSession(
-            base_url, connector=aiohttp.TCPConnector(force_close=True),
-            timeout=aiohttp.ClientTimeout(total=options.timeout,
-                                          sock_connect=options.timeout / 2))
+        self.link = HttpLink(base_url, options.timeout)
 
     async def invoke(self, test: Test, op: Op) -> Op:
         if op.f == "read":
@@ -113,82 +130,47 @@ class EtcdCounterClient:
         return op.fail(f"the etcd counter has no operation {op.f!r}")
 
     async def close(self) -> None:
-        await self.session.close()
+        await self.link.close()
 
     async def _read(self, op: Op) -> Op:
-        serializable = self.options.reads == "serializable"
+        request = Request(op, effects=False)
         try:
-            count, _ = await self._get(serializable)
-        except _Failed as e:
-            return op.fail(str(e))
+            count, _ = await self._get(request, self.options.reads == "serializable")
+        except Exception as e:
+            return request.completion(e)
         return op.ok(count)
 
     async def _add(self, op: Op) -> Op:
         for _ in range(CAS_ATTEMPTS):
+            read = Request(op, effects=False)  # a failed comparison applied nothing before
             try:
-                count, revision = await self._get(serializable=False)
-            except _Failed as e:
-                return op.fail(str(e))  # nothing was written in this op yet
+                count, revision = await self._get(read, serializable=False)
+            except Exception as e:
+                return read.completion(e)
             put = {"requestPut": {"key": KEY, "value": _encode(count + op.value)}}
             body: dict[str, Any] = {"success": [put]}
             if self.options.client == "cas":
                 body["compare"] = [{"key": KEY, "target": "MOD", "result": "EQUAL",
                                     "mod_revision": str(revision)}]
+            write = Request(op, definite)
             try:
-                reply = await self._post("/v3/kv/txn", body)
-            except _Failed as e:
-                return op.fail(str(e))
-            except _Unknown as e:
-                return op.info(str(e))
-            if reply.get("succeeded"):
+                reply = await self.link.request(write, "POST", "/v3/kv/txn", body)
+            except Exception as e:
+                return write.completion(e)
+            if isinstance(reply, dict) and reply.get("succeeded"):
                 return op.ok(op.value)
+            if not isinstance(reply, dict) or "error" in reply:
+                return op.info(f"unexpected reply: {str(reply)[:200]}")
         return op.fail(f"lost the comparison {CAS_ATTEMPTS} times to other adds")
 
-    async def _get(self, serializable: bool) -> tuple[int, int]:
+    async def _get(self, request: Request, serializable: bool) -> tuple[int, int]:
         """The count and its mod_revision (0, 0 before the first add)."""
-        try:
-            reply = await self._post("/v3/kv/range",
-                                     {"key": KEY, "serializable": serializable})
-        except _Unknown as e:
-            raise _Failed(str(e)) from None
+        reply = await self.link.request(request, "POST", "/v3/kv/range",
+                                        {"key": KEY, "serializable": serializable})
         kvs = reply.get("kvs") or []
         if not kvs:
             return 0, 0
         return int(base64.b64decode(kvs[0]["value"])), int(kvs[0]["mod_revision"])
-
-    async def _post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """The gateway's JSON answer; ``_Failed`` when the request surely did nothing,
-        ``_Unknown`` when it may have been applied."""
-        try:
-            async with self.session.post(path, json=body) as response:
-                text = await response.text()
-        except aiohttp.ClientConnectorError as e:
-            raise _Failed(f"connect-failed: {e.os_error}") from None
-        except aiohttp.ConnectionTimeoutError:
-            raise _Failed("connect-timeout") from None
-        except TimeoutError:
-            raise _Unknown("timeout") from None
-        except aiohttp.ClientError as e:
-            raise _Unknown(f"connection-lost: {type(e).__name__}") from None
-        try:
-            reply = json.loads(text)
-        except ValueError:
-            reply = {"error": text[:200]}
-        if response.status != 200 or "error" in reply:
-            message = f"http-{response.status}: {reply.get('error', reply)}"
-            # etcd refuses some requests before proposing them; anything else may commit.
-            if response.status == 400 or "not capable" in message:
-                raise _Failed(message)
-            raise _Unknown(message)
-        return reply
-
-
-class _Failed(Exception):
-    """The request had no effect."""
-
-
-class _Unknown(Exception):
-    """The request may or may not have taken effect."""
 
 
 def _encode(n: int) -> str:
@@ -210,12 +192,10 @@ class EtcdSystem:
         return list(test.nodes)
 
     async def open_client(self, test: Test, node: str) -> EtcdCounterClient:
-        return EtcdCounterClient(self.options,
-                                 f"http://{test.remote.address(node)}:{CLIENT_PORT}")
+        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        return EtcdCounterClient(self.options, f"http://{host}:{port}")
 
 
 def make_system(options: dict[str, str]) -> EtcdSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    if shutil.which("etcd") is None:
-        raise UsageError("etcd is not installed here (apt-get install etcd-server)")
     return EtcdSystem(EtcdOptions.parse(options))

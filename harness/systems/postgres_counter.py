@@ -13,22 +13,23 @@ The options choose the design:
   a crash of the server can lose acknowledged commits (PostgreSQL documents the window as
   up to three times ``wal_writer_delay``).
 
-Errors are classified as Jepsen's PostgreSQL clients do: no connection, an error before
-COMMIT, or an aborted transaction (serialization failure) is ``fail``; a timeout or a
-lost connection while the COMMIT (or the single UPDATE) may have run is ``info``.
+Errors follow the shared rule (``harness.client``), as Jepsen's PostgreSQL clients do:
+no connection, an error before COMMIT, or an aborted transaction (serialization failure,
+deadlock) is ``fail``; anything else once the COMMIT (or the single UPDATE) may have been
+sent is ``info``: a timeout, a lost connection, any other error.
 """
 
 from __future__ import annotations
 
 import asyncio
-import glob
 import posixpath
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
-from harness.errors import UsageError
+from harness.client import Request
+from harness.errors import EnvironmentFailure
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.options import choices, seconds
@@ -61,12 +62,14 @@ class PostgresOptions:
         return cls(**values)
 
 
-def binaries() -> str:
-    """The directory of the newest installed PostgreSQL server's programs."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
-                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+def binaries(test: Test, node: str) -> str:
+    """The directory of the newest PostgreSQL server's programs installed on ``node``."""
+    listed = test.remote.run(node, ["sh", "-c", "ls -d /usr/lib/postgresql/*/bin/postgres"],
+                             check=False).stdout.split()
+    found = sorted((p for p in listed if p.split("/")[4].isdigit()),
+                   key=lambda p: int(p.split("/")[4]))
     if not found:
-        raise UsageError("PostgreSQL is not installed here (apt-get install postgresql)")
+        raise EnvironmentFailure(f"node {node} lacks PostgreSQL (apt-get install postgresql)")
     return posixpath.dirname(found[-1])
 
 
@@ -75,9 +78,9 @@ class PostgresDB(DaemonDB):
 
     server = "postgres"
 
-    def __init__(self, options: PostgresOptions, bin_dir: str) -> None:
+    def __init__(self, options: PostgresOptions) -> None:
         self.options = options
-        self.bin_dir = bin_dir
+        self.bin_dir = ""  # found on the node in prepare()
 
     def nodes(self, test: Test) -> list[str]:
         return test.nodes[:1]
@@ -90,6 +93,7 @@ class PostgresDB(DaemonDB):
 
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         run = test.remote.run
+        self.bin_dir = binaries(test, node)
         run(node, ["chown", f"{USER}:{USER}", paths.data_dir])
         run(node, ["chmod", "700", paths.data_dir])
         run(node, self._as_user("initdb", "-D", paths.data_dir, "-U", USER, "--auth=trust",
@@ -100,19 +104,20 @@ class PostgresDB(DaemonDB):
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         return self._as_user(
-            "postgres", "-D", paths.data_dir, "-c", f"listen_addresses={test.remote.address(node)}",
+            "postgres", "-D", paths.data_dir,
+            "-c", f"listen_addresses={test.remote.peer_address(node)}",
             "-c", f"port={PORT}", "-c", "unix_socket_directories=",
             "-c", f"synchronous_commit={self.options.synchronous_commit}")
 
     def ready(self, test: Test, node: str) -> bool:
         found = test.remote.run(node, [posixpath.join(self.bin_dir, "pg_isready"), "-q", "-h",
-                                       test.remote.address(node), "-p", str(PORT)],
+                                       test.remote.peer_address(node), "-p", str(PORT)],
                                 check=False)
         return found.returncode == 0
 
     def initialize(self, test: Test, node: str) -> None:
         test.remote.run(node, self._as_user(
-            "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.address(node), "-p",
+            "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.peer_address(node), "-p",
             str(PORT), "-U", USER, "-c",
             "CREATE TABLE likes (n bigint NOT NULL); INSERT INTO likes VALUES (0);"))
 
@@ -120,42 +125,49 @@ class PostgresDB(DaemonDB):
         return ["runuser", "-u", USER, "--", posixpath.join(self.bin_dir, program), *args]
 
 
-class PostgresCounterClient:
-    """A worker's connection to n1, opened when needed and dropped after any doubt."""
+def definite(error: BaseException) -> str | None:
+    """PostgreSQL's allowlist once the COMMIT (or the single UPDATE) may have been sent:
+    a serialization failure (40001) or a deadlock (40P01) rolled the transaction back.
+    Nothing else is definite there, not even a ``PostgresError``: asyncpg raises
+    ``ConnectionDoesNotExistError`` (class 08) when the connection dies, which may be
+    after the server committed."""
+    if isinstance(error, asyncpg.SerializationError | asyncpg.DeadlockDetectedError):
+        return f"aborted: {error}"
+    return None
 
-    def __init__(self, options: PostgresOptions, address: str) -> None:
-        self.options, self.address = options, address
+
+class PostgresCounterClient:
+    """A worker's connection to n1, opened when needed and dropped after any doubt.
+
+    Classified by the shared rule (``harness.client``): an error before the COMMIT (or
+    the single autocommit UPDATE) was sent is ``fail``, since PostgreSQL commits nothing
+    without it; after that only :func:`definite` errors are ``fail``, the rest ``info``.
+    """
+
+    def __init__(self, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
+        self.options, self.endpoint = options, endpoint
         self.conn: asyncpg.Connection | None = None
 
     async def invoke(self, test: Test, op: Op) -> Op:
         if op.f not in ("add", "read"):
             return op.fail(f"the postgres counter has no operation {op.f!r}")
+        request = Request(op, definite, effects=op.f == "add")
         try:
             if self.conn is None or self.conn.is_closed():
-                self.conn = await asyncpg.connect(host=self.address, port=PORT, user=USER,
-                                                  database=USER,
+                self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
+                                                  user=USER, database=USER,
                                                   timeout=self.options.timeout / 2)
-        except (TimeoutError, OSError, asyncpg.PostgresError) as e:
-            return op.fail(f"no connection: {type(e).__name__}: {e}")
-        state = {"may_have_committed": False}
-        try:
-            return await asyncio.wait_for(self._run(op, self.conn, state), self.options.timeout)
-        except (asyncpg.SerializationError, asyncpg.DeadlockDetectedError) as e:
-            return op.fail(f"aborted: {e}")  # rolled back: nothing happened
-        except asyncpg.PostgresError as e:
-            return op.fail(f"{type(e).__name__}: {e}")
-        except (TimeoutError, OSError, asyncpg.InterfaceError) as e:
-            self.conn.terminate()
-            self.conn = None
-            why = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            return op.info(why) if op.f == "add" and state["may_have_committed"] \
-                else op.fail(why)
+            async with asyncio.timeout(self.options.timeout):
+                return await self._run(op, self.conn, request)
+        except Exception as e:
+            self._drop_unless_idle(e)
+            return request.completion(e)
 
-    async def _run(self, op: Op, conn: asyncpg.Connection, state: dict[str, bool]) -> Op:
+    async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
         if op.f == "read":
             return op.ok(int(await conn.fetchval("SELECT n FROM likes")))
         if self.options.client == "update":
-            state["may_have_committed"] = True  # one statement: it commits as it runs
+            request.sending()  # one statement: it commits as it runs
             await conn.execute("UPDATE likes SET n = n + $1", op.value)
             return op.ok(op.value)
         transaction = conn.transaction(isolation=ISOLATION[self.options.isolation])
@@ -164,11 +176,21 @@ class PostgresCounterClient:
             n = await conn.fetchval("SELECT n FROM likes")
             await conn.execute("UPDATE likes SET n = $1", n + op.value)
         except asyncpg.PostgresError:
-            await transaction.rollback()
+            await transaction.rollback()  # keeps the connection for the next op
             raise
-        state["may_have_committed"] = True
+        request.sending()
         await transaction.commit()
         return op.ok(op.value)
+
+    def _drop_unless_idle(self, error: BaseException) -> None:
+        """Keeps the connection only after a definite error that left it idle (an aborted
+        transaction, rolled back); any other error may leave it mid-protocol."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            self.conn = None
+        elif definite(error) is None or conn.is_in_transaction():
+            conn.terminate()
+            self.conn = None
 
     async def close(self) -> None:
         if self.conn is not None:
@@ -179,9 +201,9 @@ class PostgresSystem:
     name = "postgres"
     recovery_time = 1.0
 
-    def __init__(self, options: PostgresOptions, bin_dir: str) -> None:
+    def __init__(self, options: PostgresOptions) -> None:
         self.options = options
-        self._db = PostgresDB(options, bin_dir)
+        self._db = PostgresDB(options)
 
     def db(self, test: Test) -> PostgresDB:
         return self._db
@@ -190,9 +212,9 @@ class PostgresSystem:
         return self._db.nodes(test)
 
     async def open_client(self, test: Test, node: str) -> PostgresCounterClient:
-        return PostgresCounterClient(self.options, test.remote.address(node))
+        return PostgresCounterClient(self.options, test.remote.endpoint(node, PORT))
 
 
 def make_system(options: dict[str, str]) -> PostgresSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    return PostgresSystem(PostgresOptions.parse(options), binaries())
+    return PostgresSystem(PostgresOptions.parse(options))

@@ -14,21 +14,25 @@ the node's workdir) and the counter is one key. The options choose the design:
   primary updates asynchronously: stale reads, and a primary that restarts empty wipes
   its replicas too.
 
-Client errors are classified as Jepsen's are: no connection, or a definite error reply
-(``READONLY``, ``LOADING``, ...), is ``fail``; a timeout or a connection lost after the
-command was sent is ``info``. The connection never retries a command on its own.
+Client errors follow the shared rule (``harness.client``): no connection, or a definite
+error reply (``READONLY``, ``LOADING``, ...), is ``fail``; a timeout or a connection lost
+after the command may have been sent is ``info``. The connection never retries a command
+on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import shutil
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import redis
 import redis.asyncio.connection
 
+from harness.client import Request
+from harness.cluster.remote import require_programs
 from harness.errors import UsageError
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
@@ -85,18 +89,21 @@ class RedisDB(DaemonDB):
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
-        argv = ["redis-server", "--bind", test.remote.address(node), "--port", str(o.port),
+        argv = ["redis-server", "--bind", test.remote.peer_address(node), "--port", str(o.port),
                 "--dir", paths.data_dir, "--save", "", "--protected-mode", "no",
                 "--daemonize", "no", "--appendonly", "no" if o.persistence == "none" else "yes"]
         if o.persistence != "none":
             argv += ["--appendfsync", o.persistence]
         primary = test.nodes[0]
         if o.replicas == "async" and node != primary:
-            argv += ["--replicaof", test.remote.address(primary), str(o.port)]
+            argv += ["--replicaof", test.remote.peer_address(primary), str(o.port)]
         return argv
 
+    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
+        require_programs(test.remote, node, ["redis-server"], "apt-get install redis-server")
+
     def ready(self, test: Test, node: str) -> bool:
-        client = redis.Redis(test.remote.address(node), self.options.port,
+        client = redis.Redis(*test.remote.endpoint(node, self.options.port),
                              socket_timeout=0.5, socket_connect_timeout=0.5)
         try:
             return bool(client.ping())
@@ -106,6 +113,24 @@ class RedisDB(DaemonDB):
             client.close()
 
 
+def definite(error: BaseException) -> str | None:
+    """Redis's allowlist: an error reply (``-ERR``, ``-WRONGTYPE``, ``-READONLY``,
+    ``-LOADING``, ...). Redis executes a command whole or not at all, and answers with an
+    error only for one it did not execute."""
+    if isinstance(error, redis.ResponseError | redis.BusyLoadingError):
+        return f"error reply: {error}"
+    return None
+
+
+@contextlib.contextmanager
+def _timeouts() -> Iterator[None]:
+    """redis-py's timeouts as the builtin TimeoutError, which the shared rule knows."""
+    try:
+        yield
+    except redis.TimeoutError as e:
+        raise TimeoutError(str(e)) from e
+
+
 class _Link:
     """One connection to one node, opened when needed and dropped after any error, so an
     error belongs to one command; it never resends a command."""
@@ -113,23 +138,29 @@ class _Link:
     def __init__(self, address: str, port: int, timeout: float) -> None:
         self.conn = redis.asyncio.connection.Connection(
             host=address, port=port, socket_timeout=timeout,
-            socket_connect_timeout=timeout / 2, retry_on_timeout=False, retry_on_error=[],
-            lib_name=None, lib_version=None)
+            socket_connect_timeout=timeout / 2, retry_on_timeout=False, retry_on_error=[])
 
     async def connect(self) -> None:
         if not self.conn.is_connected:
-            await self.conn.connect()
+            with _timeouts():
+                await self.conn.connect()
 
     async def command(self, *args: Any) -> Any:
-        await self.conn.send_command(*args)
-        return await self.conn.read_response()
+        with _timeouts():
+            await self.conn.send_command(*args)
+            return await self.conn.read_response()
 
     async def drop(self) -> None:
-        await self.conn.disconnect()
+        await self.conn.disconnect(nowait=True)  # a dead peer cannot hold up the close
 
 
 class RedisCounterClient:
-    """A worker's client: adds go to the primary's link, reads to its own node's."""
+    """A worker's client: adds go to the primary's link, reads to its own node's.
+
+    Classified by the shared rule (``harness.client``): an add is ``fail`` when its link
+    could not connect, when the read of a get-set failed (nothing was written yet), or on
+    an error reply; once its write may have been sent, anything else is ``info``.
+    """
 
     def __init__(self, options: RedisOptions, writes: _Link, reads: _Link) -> None:
         self.options, self.writes, self.reads = options, writes, reads
@@ -142,38 +173,30 @@ class RedisCounterClient:
         return op.fail(f"the redis counter has no operation {op.f!r}")
 
     async def _add(self, op: Op) -> Op:
+        request = Request(op, definite)
         try:
             await self.writes.connect()
-        except (redis.RedisError, OSError) as e:
-            await self.writes.drop()
-            return op.fail(f"no connection: {e}")
-        sent = False
-        try:
             if self.options.client == "incr":
-                sent = True
+                request.sending()
                 await self.writes.command("INCRBY", KEY, op.value)
             else:
                 count = int(await self.writes.command("GET", KEY) or 0)
                 await asyncio.sleep(self.options.window)
-                sent = True
+                request.sending()
                 await self.writes.command("SET", KEY, count + op.value)
-            return op.ok(op.value)
-        except redis.ResponseError as e:  # the server refused it: nothing was applied
-            return op.fail(f"error reply: {e}")
-        except (TimeoutError, redis.RedisError, OSError) as e:
+        except Exception as e:
             await self.writes.drop()
-            return op.info(f"{type(e).__name__}: {e}") if sent else op.fail(str(e))
+            return request.completion(e)
+        return op.ok(op.value)
 
     async def _read(self, op: Op) -> Op:
+        request = Request(op, effects=False)
         try:
             await self.reads.connect()
-            value = await self.reads.command("GET", KEY)
-            return op.ok(int(value or 0))
-        except redis.ResponseError as e:
-            return op.fail(f"error reply: {e}")
-        except (TimeoutError, redis.RedisError, OSError, ValueError) as e:
+            return op.ok(int(await self.reads.command("GET", KEY) or 0))
+        except Exception as e:
             await self.reads.drop()
-            return op.fail(f"{type(e).__name__}: {e}")
+            return request.completion(e)
 
     async def close(self) -> None:
         await self.writes.drop()
@@ -198,15 +221,13 @@ class RedisSystem:
 
     async def open_client(self, test: Test, node: str) -> RedisCounterClient:
         o = self.options
-        reads = _Link(test.remote.address(node), o.port, o.timeout)
+        reads = _Link(*test.remote.endpoint(node, o.port), o.timeout)
         primary = test.nodes[0]
-        writes = reads if node == primary else _Link(test.remote.address(primary), o.port,
+        writes = reads if node == primary else _Link(*test.remote.endpoint(primary, o.port),
                                                      o.timeout)
         return RedisCounterClient(o, writes, reads)
 
 
 def make_system(options: dict[str, str]) -> RedisSystem:
     """The registry's factory: ``-o`` options in, a validated system out."""
-    if shutil.which("redis-server") is None:
-        raise UsageError("redis-server is not installed here (apt-get install redis-server)")
     return RedisSystem(RedisOptions.parse(options))

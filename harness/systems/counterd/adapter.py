@@ -12,7 +12,7 @@ import json
 import posixpath
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.daemon import node_python
 from harness.errors import UsageError
@@ -46,7 +46,7 @@ class CounterdOptions:
         if variant not in VARIANTS:
             raise UsageError(f"unknown counterd variant {variant!r} "
                              f"(variants: {', '.join(VARIANTS)})")
-        values: dict[str, object] = {"variant": variant}
+        values: dict[str, Any] = {"variant": variant}
         for f in fields(cls):
             if f.name == "variant" or f.name not in given:
                 continue
@@ -56,7 +56,7 @@ class CounterdOptions:
             # A forwarded add must outlive the client's request, so that a partition
             # between replica and primary shows as a client timeout.
             values["forward_timeout"] = max(cls.forward_timeout, 2 * float(values["timeout"]))
-        parsed = cls(**values)  # type: ignore[arg-type]
+        parsed = cls(**values)
         if not 1 <= parsed.port <= 65535:
             raise UsageError(f"counterd option port must be in 1..65535, got {parsed.port}")
         if parsed.timeout <= 0 or parsed.forward_timeout <= 0 or parsed.sync_interval <= 0:
@@ -94,18 +94,20 @@ class CounterdDB(DaemonDB):
         o = self.options
         argv = [
             node_python(test.remote, node), self._script(test, node), "--variant", o.variant,
-            "--port", str(o.port), "--data-dir", paths.data_dir, "--node", node,
+            "--host", test.remote.peer_address(node), "--port", str(o.port),
+            "--data-dir", paths.data_dir, "--node", node,
             "--window", repr(o.window), "--forward-timeout", repr(o.forward_timeout),
             "--sync-interval", repr(o.sync_interval),
         ]
         primary = test.nodes[0]
         if o.variant == "async-replica" and node != primary:
-            argv += ["--primary", f"{test.remote.address(primary)}:{o.port}"]
+            argv += ["--primary", f"{test.remote.peer_address(primary)}:{o.port}"]
         return argv
 
     def ready(self, test: Test, node: str) -> bool:
         """``/health`` answers from the controller, as clients will reach the node."""
-        return health(test.remote.address(node), self.options.port, timeout=0.5) is not None
+        host, port = test.remote.endpoint(node, self.options.port)
+        return health(host, port, timeout=0.5) is not None
 
     def _script(self, test: Test, node: str) -> str:
         return posixpath.join(test.remote.workdir(node), "counterd.py")
@@ -151,8 +153,8 @@ class CounterdSystem:
         return self._db.nodes(test)
 
     async def open_client(self, test: Test, node: str) -> CounterdClient:
-        address = test.remote.address(node)
-        return CounterdClient(f"http://{address}:{self.options.port}", self.options.timeout)
+        host, port = test.remote.endpoint(node, self.options.port)
+        return CounterdClient(f"http://{host}:{port}", self.options.timeout)
 
 
 def make_system(options: dict[str, str]) -> CounterdSystem:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from harness.remote import Remote, RemoteError, on_each_node
+from harness.cluster.remote import Remote, RemoteError, on_each_node
 
 CHAIN = "SPLITBRAIN-DROP"
 LOSS_CHAIN = "SPLITBRAIN-LOSS"
@@ -68,7 +68,7 @@ def drop(remote: Remote, test_nodes: Sequence[str], grudge: Mapping[str, Sequenc
 
     def block(node: str) -> None:
         rules = "".join(
-            f"iptables -w -A {chain} -s {remote.address(other)} {match}-j DROP || exit 1\n"
+            f"iptables -w -A {chain} -s {remote.peer_address(other)} {match}-j DROP || exit 1\n"
             for other in grudge[node]
         )
         _sh(remote, node, _ensure_chain(chain) + rules)
@@ -82,7 +82,7 @@ def queue_from_peers(remote: Remote, nodes: Sequence[str], queue: int) -> None:
     ``--queue-bypass``: while no program listens, packets pass as usual."""
     def divert(node: str) -> None:
         rules = "".join(
-            f"iptables -w -A {DELAY_CHAIN} -s {remote.address(other)} "
+            f"iptables -w -A {DELAY_CHAIN} -s {remote.peer_address(other)} "
             f"-j NFQUEUE --queue-num {queue} --queue-bypass || exit 1\n"
             for other in nodes if other != node)
         _sh(remote, node, _ensure_chain(DELAY_CHAIN) + rules)

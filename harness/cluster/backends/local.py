@@ -13,8 +13,8 @@ else. The filesystem is shared, so upload and download are copies and each node'
 
 With ``br_netfilter`` loaded, bridged frames traverse iptables' FORWARD chain, and Docker
 sets that chain's policy to DROP; an ACCEPT rule for the bridge keeps nodes talking.
-Everything is recorded in the run's ledger before it is created (``harness.ledger``), and
-``teardown`` is ``harness.cleanup.remove_run`` on that ledger: the same code that cleans
+Everything is recorded in the run's ledger before it is created (``harness.cluster.ledger``), and
+``teardown`` is ``harness.cluster.cleanup.remove_run`` on that ledger: the same code that cleans
 up after a crashed run.
 """
 
@@ -22,25 +22,28 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from harness.cleanup import remove_run
+from harness.cluster.cleanup import register_remover, remove_run
+from harness.cluster.ledger import STATE_DIR, Ledger, locked, new_ledger
+from harness.cluster.remote import RemoteError, Result
+from harness.cluster.subnets import choose_subnet
 from harness.errors import NotRootError, UsageError
-from harness.ledger import STATE_DIR, Ledger, all_ledgers, locked, new_ledger
-from harness.remote import RemoteError, Result
+
+if TYPE_CHECKING:
+    from harness.context import Spec
 
 NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,31}")
 """Node names become parts of namespace names and directory names."""
 
-DEFAULT_POOL = ipaddress.IPv4Network("10.213.0.0/16")
-"""Where runs take their /24 from when no subnet is given (clear of Docker's 172.17/16)."""
 
 
 def _host(*argv: str) -> None:
@@ -50,19 +53,19 @@ def _host(*argv: str) -> None:
         raise RemoteError(f"{' '.join(argv)}: {out.stderr.strip()}")
 
 
-def _routed_networks() -> list[ipaddress.IPv4Network]:
-    """Networks the host already routes (except the default route): a subnet must avoid them."""
-    out = subprocess.run(["ip", "-j", "-4", "route", "show", "table", "all"],
-                         capture_output=True, text=True, timeout=10)
-    nets = []
-    for route in json.loads(out.stdout or "[]"):
-        dst = route.get("dst", "default")
-        if dst != "default":
-            try:
-                nets.append(ipaddress.IPv4Network(dst, strict=False))
-            except ValueError:
-                continue
-    return nets
+def check_cleanup() -> None:
+    """Namespaces, links and iptables rules need root and the tools that make them."""
+    if os.geteuid() != 0:
+        raise NotRootError("not root: the local backend (network namespaces and iptables) "
+                           "needs root; run splitbrain as root (e.g. with sudo)")
+    for tool in ("ip", "iptables"):
+        if shutil.which(tool) is None:
+            raise UsageError(f"the local backend needs {tool!r}; install iproute2 and "
+                             "iptables")
+
+
+def from_spec(spec: Spec) -> LocalRemote:
+    return LocalRemote()
 
 
 class LocalRemote:
@@ -116,14 +119,11 @@ class LocalRemote:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    def check_environment(self) -> None:
+        check_cleanup()
+
     def setup(self, nodes: Sequence[str]) -> None:
-        if os.geteuid() != 0:
-            raise NotRootError("the local backend needs root (network namespaces and "
-                               "iptables): run splitbrain as root")
-        for tool in ("ip", "iptables"):
-            if shutil.which(tool) is None:
-                raise UsageError(f"the local backend needs {tool!r}; install iproute2 and "
-                                 "iptables")
+        self.check_environment()
         if len(set(nodes)) != len(nodes) or not nodes:
             raise UsageError(f"node names must be distinct and non-empty: {list(nodes)}")
         if bad := [n for n in nodes if not NODE_NAME.fullmatch(n)]:
@@ -131,8 +131,9 @@ class LocalRemote:
         if self.ledger is not None:
             raise RemoteError(f"cluster {self.run_id} is already set up")
         with locked(self.state_dir):
-            subnet = self._choose_subnet(len(nodes))
-            self.ledger = new_ledger(self.state_dir, subnet=str(subnet), nodes=list(nodes))
+            subnet = choose_subnet(self.state_dir, len(nodes), self.requested_subnet)
+            self.ledger = new_ledger(self.state_dir, backend="local", subnet=str(subnet),
+                                     nodes=list(nodes))
         self.subnet = subnet
         self.nodes = list(nodes)
         hosts = subnet.hosts()
@@ -143,23 +144,6 @@ class LocalRemote:
         except BaseException:
             self.teardown()
             raise
-
-    def _choose_subnet(self, n_nodes: int) -> ipaddress.IPv4Network:
-        taken = [ipaddress.IPv4Network(led.data["subnet"]) for led in all_ledgers(self.state_dir)
-                 if "subnet" in led.data]
-        taken += _routed_networks()
-        if self.requested_subnet is not None:
-            subnet = self.requested_subnet
-            if subnet.num_addresses - 2 < n_nodes + 1:
-                raise UsageError(f"subnet {subnet} is too small for {n_nodes} nodes")
-            if clash := next((t for t in taken if subnet.overlaps(t)), None):
-                raise UsageError(f"subnet {subnet} overlaps {clash}, already in use on this host")
-            return subnet
-        prefix = 24 if n_nodes <= 250 else 16
-        for candidate in DEFAULT_POOL.subnets(new_prefix=prefix):
-            if not any(candidate.overlaps(t) for t in taken):
-                return candidate
-        raise UsageError(f"no free subnet left in {DEFAULT_POOL}; run `splitbrain cleanup`")
 
     def _create(self) -> None:
         ledger = self.ledger
@@ -199,9 +183,13 @@ class LocalRemote:
 
     # -- the Remote protocol -----------------------------------------------------------
 
-    def address(self, node: str) -> str:
+    def peer_address(self, node: str) -> str:
         self._check_node(node)
         return self._addresses[node]
+
+    def endpoint(self, node: str, port: int) -> tuple[str, int]:
+        """The controller sits on the nodes' bridge: it connects to the peer address."""
+        return (self.peer_address(node), port)
 
     def run(self, node: str, argv: Sequence[str], *, check: bool = True,
             timeout: float | None = 60, input: str | None = None) -> Result:
@@ -259,3 +247,95 @@ def _copy(source: str, destination: str) -> None:
             shutil.copy2(src, dst)
     except OSError as e:
         raise RemoteError(f"cannot copy {source} to {destination}: {e}") from None
+
+
+# -- removers (for teardown and `splitbrain cleanup`) -----------------------------------
+
+Resource = dict[str, Any]
+
+
+def _cmd(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+
+def netns_pids(name: str) -> list[int]:
+    """Pids of the processes living in network namespace ``name`` (empty if it is gone)."""
+    out = _cmd("ip", "netns", "pids", name)
+    return [int(p) for p in out.stdout.split()] if out.returncode == 0 else []
+
+
+def kill_netns_processes(name: str, timeout: float = 5.0) -> int:
+    """SIGKILLs everything in the namespace until it is empty; returns how many it killed.
+
+    Repeats because a process may fork between listing and killing.
+    """
+    killed: set[int] = set()
+    deadline = time.monotonic() + timeout
+    while (pids := netns_pids(name)) and time.monotonic() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed.add(pid)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.02)
+    if netns_pids(name):
+        raise RuntimeError(f"processes in namespace {name} survive SIGKILL")
+    return len(killed)
+
+
+def _empty_netns(r: Resource) -> list[str]:
+    name = r["name"]
+    killed = kill_netns_processes(name)
+    return [f"killed {killed} process{'es' * (killed != 1)} in namespace {name}"] if killed \
+        else []
+
+
+def _remove_netns(r: Resource) -> list[str]:
+    name = r["name"]
+    lines = _empty_netns(r)
+    if Path("/run/netns", name).exists():
+        out = _cmd("ip", "netns", "delete", name)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip())
+        lines.append(f"removed namespace {name}")
+    return lines
+
+
+def _remove_link(r: Resource) -> list[str]:
+    name = r["name"]
+    if _cmd("ip", "link", "show", "dev", name).returncode != 0:
+        return []
+    out = _cmd("ip", "link", "delete", "dev", name)
+    # A veth vanishes by itself when its peer's namespace goes: gone is as good as removed.
+    if out.returncode != 0 and _cmd("ip", "link", "show", "dev", name).returncode == 0:
+        raise RuntimeError(out.stderr.strip())
+    return [f"removed {r.get('what', 'link')} {name}"]
+
+
+def _remove_iptables_rule(r: Resource) -> list[str]:
+    table, chain, rule = r["table"], r["chain"], list(r["rule"])
+    removed = 0
+    while _cmd("iptables", "-w", "-t", table, "-C", chain, *rule).returncode == 0:
+        out = _cmd("iptables", "-w", "-t", table, "-D", chain, *rule)
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr.strip())
+        removed += 1
+    return [f"removed iptables rule -t {table} -A {chain} {' '.join(rule)}"] if removed else []
+
+
+def _remove_dir(r: Resource) -> list[str]:
+    path = Path(r["path"])
+    if not path.exists():
+        return []
+    if not path.is_absolute() or r.get("run_id") not in path.parts:
+        # A guard against a damaged ledger: a run's directories are named after it.
+        raise RuntimeError(f"refusing to remove {path}: not a directory of run {r.get('run_id')}")
+    shutil.rmtree(path)
+    return [f"removed directory {path}"]
+
+
+register_remover("netns", _remove_netns, quiesce=_empty_netns)
+register_remover("link", _remove_link)
+register_remover("iptables", _remove_iptables_rule)
+register_remover("dir", _remove_dir)

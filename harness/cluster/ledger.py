@@ -1,13 +1,17 @@
 """Durable records of what a run created, so a crashed run can be cleaned up exactly.
 
-Every resource (namespace, network link, iptables rule, directory) is recorded in the
-run's ledger *before* it is created, so a controller killed at any instant leaves a
-ledger naming everything that might exist. ``splitbrain cleanup`` removes only what
-ledgers name, never anything found by matching names. A ledger is one JSON file, rewritten
-atomically (write a temporary file, fsync, rename) so a crash never leaves it torn.
+Every resource (namespace, network link, iptables rule, directory, container, Docker
+network) is recorded in the run's ledger *before* it is created, so a controller killed
+at any instant leaves a ledger naming everything that might exist. ``splitbrain cleanup``
+removes what ledgers name (a backend may add a sweep by marks of its own, such as
+Docker's labels), never anything found by matching names. A ledger is one JSON file,
+rewritten atomically (write a temporary file, fsync, rename) so a crash never leaves it
+torn.
 
-The ledger also records the controller's pid and that process's start time: a run is
-abandoned when that exact process is gone (a bare pid could have been reused).
+The ledger's data names the backend that made the run (``backend``), whose removers
+``harness.cluster.cleanup`` uses. It also records the controller's pid and that
+process's start time: a run is abandoned when that exact process is gone (a bare pid
+could have been reused).
 """
 
 from __future__ import annotations
@@ -123,7 +127,7 @@ def new_ledger(state_dir: Path = STATE_DIR, **data: Any) -> Ledger:
 
 def all_ledgers(state_dir: Path = STATE_DIR) -> list[Ledger]:
     """Every readable ledger; an empty or unreadable file (a crash at creation) is skipped."""
-    out = []
+    out: list[Ledger] = []
     directory = ledger_dir(state_dir)
     if not directory.is_dir():
         return out
