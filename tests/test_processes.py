@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import glob
 import os
-import pwd
 import signal
 import subprocess
 import sys
@@ -228,29 +227,59 @@ def _ppid(pid: int) -> int:
     return -1
 
 
-# -- PostgreSQL with busy backends -----------------------------------------------------
+# -- PostgreSQL with busy backends, on every backend ----------------------------------
 
-needs_postgres = pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+CONTROLLER_PSQL = sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"))
+needs_postgres = pytest.mark.skipif(not CONTROLLER_PSQL,
                                     reason="PostgreSQL is not installed (.ci/setup installs it)")
 
+STATES = (r'''me=$(id -u postgres); for d in /proc/[0-9]*; do '''
+          r'''u=$(sed -n 's/^Uid:[[:space:]]*\([0-9]*\).*/\1/p' "$d/status" 2>/dev/null); '''
+          r'''st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "$d/status" 2>/dev/null); '''
+          r'''[ "$u" = "$me" ] && [ "$st" != Z ] && printf %s "$st"; done; echo''')
+"""The state letters of the postgres user's living processes on the node, read from the
+node's /proc by a script of the test's own (the local backend's nodes share the host's
+pid space, but its namespaces hold one run each and postgres runs only in n1's)."""
 
-@pytest.fixture(scope="module")
-def pg(remote):
-    from harness.systems.postgres_counter import USER, PostgresDB, PostgresOptions
 
-    test = RunContext(Spec(nodes=["n1"], system="postgres"), remote, Path("/tmp"))
-    db = PostgresDB(PostgresOptions())
-    uid = pwd.getpwnam(USER).pw_uid
+def _docker_missing() -> str | None:
+    from harness.cluster.backends.docker import DockerRemote
+    from harness.errors import UsageError
 
-    def count() -> dict[int, str]:
-        return node_processes(remote, "n1", lambda u, cmd: u == uid)
-
-    db.setup(test, "n1")
     try:
-        yield test, db, count
-    finally:
+        DockerRemote().check_environment()
+    except UsageError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="module", params=["local", "docker"])
+def pg(request):
+    from harness.systems.postgres_counter import PostgresDB, PostgresOptions
+
+    if request.param == "local":
+        remote = LocalRemote()
+    else:
+        if why := _docker_missing():
+            pytest.skip(why)
+        from harness.cluster.backends.docker import DockerRemote
+        remote = DockerRemote()
+    remote.setup(["n1"])
+    test = RunContext(Spec(nodes=["n1"], system="postgres", backend=request.param), remote,
+                      Path("/tmp"))
+    db = PostgresDB(PostgresOptions())
+
+    def states() -> str:
+        """Sorted state letters of the postgres user's living processes on n1."""
+        return "".join(sorted(remote.run("n1", ["sh", "-c", STATES]).stdout.strip()))
+
+    try:
+        db.setup(test, "n1")
+        yield test, db, states
         db.teardown(test, "n1")
-        assert count() == {}
+        assert states() == ""
+    finally:
+        remote.teardown()
 
 
 BUSY = "DO $$BEGIN LOOP PERFORM 1; END LOOP; END$$"
@@ -258,93 +287,107 @@ BUSY = "DO $$BEGIN LOOP PERFORM 1; END LOOP; END$$"
 postmaster is still alive (only waits do), so a kill that misses it leaves it running."""
 
 
-def psql(test: RunContext, db, *args: str) -> list[str]:
-    """A psql command line on the controller (its PostgreSQL is the nodes': the local
-    backend shares the file system) connecting to the server on n1 as clients do."""
+def psql(test: RunContext, *args: str) -> list[str]:
+    """A psql command line on the controller, connecting to n1 as clients do."""
     from harness.systems.postgres_counter import PORT
 
     host, port = test.remote.endpoint("n1", PORT)
-    return [os.path.join(db.bin_dir, "psql"), "-h", host, "-p", str(port), "-U", "postgres",
-            *args]
+    return [CONTROLLER_PSQL[-1], "-h", host, "-p", str(port), "-U", "postgres", *args]
 
 
-def busy_clients(test: RunContext, db, n: int = 4) -> list[subprocess.Popen]:
-    """``n`` psql sessions from the controller, each busy in ``BUSY`` after committing
-    an increment."""
-    return [subprocess.Popen(psql(test, db, "-c", "UPDATE likes SET n = n + 1", "-c", BUSY),
+def busy_clients(test: RunContext, n: int) -> list[subprocess.Popen]:
+    """``n`` psql sessions, each busy in ``BUSY`` after committing an increment."""
+    return [subprocess.Popen(psql(test, "-c", "UPDATE likes SET n = n + 1", "-c", BUSY),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             for _ in range(n)]
 
 
-def end_sessions(test: RunContext, db) -> None:
-    """Ends the busy statements (a backend in a loop never notices its client left)."""
-    query(test, db, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
-
-
-def sessions(count) -> int:
-    return sum(1 for pid in count() if "postgres postgres" in
-               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace"))
-
-
-def query(test: RunContext, db, sql: str, timeout: float = 10) -> str:
-    return subprocess.run(psql(test, db, "-tAc", sql), capture_output=True, text=True,
+def query(test: RunContext, sql: str, timeout: float = 10) -> str:
+    return subprocess.run(psql(test, "-tAc", sql), capture_output=True, text=True,
                           timeout=timeout, check=True).stdout.strip()
+
+
+def busy(test: RunContext) -> int:
+    """How many sessions are running ``BUSY``."""
+    return int(query(test, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'DO %' "
+                           "AND state = 'active'"))
+
+
+def end_sessions(test: RunContext) -> None:
+    """Ends the busy statements (a backend in a loop never notices its client left)."""
+    query(test, "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()")
+
+
+def stop_clients(clients: list[subprocess.Popen]) -> None:
+    for c in clients:
+        c.kill()
+        c.wait()
+
+
+def zombie_on_node(test: RunContext) -> tuple[str, int]:
+    """A zombie on n1 (the child of a process that never reaps): its pid looks alive to
+    kill(pid, 0), as an unreaped old postmaster does where the node's PID 1 never reaps.
+    Returns the parent's pid file (kill_daemon ends it) and the zombie's pid."""
+    pidfile = f"{test.remote.workdir('n1')}/zombie-maker.pid"
+    parent = start_daemon(test.remote, "n1", ["sh", "-c", "true & exec sleep 120"],
+                          pidfile=pidfile, logfile=f"{test.remote.workdir('n1')}/zombie.log")
+    find = (f"for d in /proc/[0-9]*; do grep -q '^PPid:[[:space:]]*{parent}$' $d/status "
+            "2>/dev/null && grep -q '^State:[[:space:]]*Z' $d/status && echo ${d#/proc/}; "
+            "done; :")
+    found: list[str] = []
+    assert wait_for(lambda: bool(found.extend(test.remote.run("n1", ["sh", "-c", find])
+                                              .stdout.split()) or found))
+    return pidfile, int(found[0])
 
 
 @needs_postgres
 @pytest.mark.slow
 def test_postgres_kill_leaves_no_backend_and_restart_works_over_the_crash(pg):
-    test, db, count = pg
-    clients = busy_clients(test, db)
+    test, db, states = pg
+    clients = busy_clients(test, 4)
     try:
-        assert wait_for(lambda: sessions(count) >= 4), count()
-        assert wait_for(lambda: query(test, db, "SELECT n FROM likes") == "4")
+        assert wait_for(lambda: busy(test) == 4)
+        assert query(test, "SELECT n FROM likes") == "4"
         db.kill(test, "n1")
-        assert count() == {}
-        # Every busy session lost its server: none was left to finish and reply.
+        assert states() == ""
+        # Every busy session lost its server: none was left to go on.
         for c in clients:
             assert c.wait(timeout=10) != 0
     finally:
-        for c in clients:
-            c.kill()
-            c.wait()
-    data = Path(db.paths(test, "n1").data_dir)
-    assert (data / "postmaster.pid").exists()  # the crash left its lock file
+        stop_clients(clients)
+    lock = f"{db.paths(test, 'n1').data_dir}/postmaster.pid"
+    test.remote.run("n1", ["test", "-s", lock])  # the crash left its lock file
     db.start(test, "n1")
-    assert query(test, db, "SELECT n FROM likes") == "4"  # the committed updates
-    # A lock file naming a process that looks alive to kill(pid, 0), as a zombie does
-    # where the node's PID 1 never reaps: the restart must still work.
+    assert query(test, "SELECT n FROM likes") == "4"  # the committed updates
+    # The lock file names a pid that looks alive: the restart must still work.
     db.kill(test, "n1")
-    zombie = subprocess.Popen(["true"])
+    maker, zombie = zombie_on_node(test)
     try:
-        assert wait_for(lambda: Path(f"/proc/{zombie.pid}/stat").read_text().split()[2] == "Z")
-        lines = (data / "postmaster.pid").read_text().splitlines()
-        (data / "postmaster.pid").write_text("\n".join([str(zombie.pid), *lines[1:]]) + "\n")
+        test.remote.run("n1", ["sed", "-i", f"1s/.*/{zombie}/", lock])
         db.start(test, "n1")
-        assert query(test, db, "SELECT 1") == "1"
+        assert query(test, "SELECT 1") == "1"
     finally:
-        zombie.wait()
+        kill_daemon(test.remote, "n1", maker)
 
 
 @needs_postgres
 @pytest.mark.slow
 def test_postgres_pause_stops_every_process_and_resume_continues_them(pg):
-    test, db, count = pg
-    clients = busy_clients(test, db, 3)
+    test, db, states = pg
+    clients = busy_clients(test, 3)
     try:
-        assert wait_for(lambda: sessions(count) >= 3), count()
+        assert wait_for(lambda: busy(test) == 3)
+        running = states()
         db.pause(test, "n1")
-        paused = count()
-        assert len(paused) >= 8 and set(paused.values()) == {"T"}, paused
+        paused = states()
+        assert paused == "T" * len(running) and len(paused) >= 8, (running, paused)
         with pytest.raises(subprocess.TimeoutExpired):
-            query(test, db, "SELECT 1", timeout=2)  # no process of it answers
+            query(test, "SELECT 1", timeout=2)  # no process of it answers
         db.resume(test, "n1")
-        assert "T" not in count().values()
-        assert query(test, db, "SELECT 1") == "1"
+        assert "T" not in states()
+        assert query(test, "SELECT 1") == "1"
     finally:
         db.resume(test, "n1")
-        end_sessions(test, db)
-        for c in clients:
-            c.kill()
-            c.wait()
+        end_sessions(test)
+        stop_clients(clients)
