@@ -335,10 +335,11 @@ def zombie_on_node(test: RunContext) -> tuple[str, int]:
     find = (f"for d in /proc/[0-9]*; do grep -q '^PPid:[[:space:]]*{parent}$' $d/status "
             "2>/dev/null && grep -q '^State:[[:space:]]*Z' $d/status && echo ${d#/proc/}; "
             "done; :")
-    found: list[str] = []
-    assert wait_for(lambda: bool(found.extend(test.remote.run("n1", ["sh", "-c", find])
-                                              .stdout.split()) or found))
-    return pidfile, int(found[0])
+    def zombies() -> list[str]:
+        return test.remote.run("n1", ["sh", "-c", find]).stdout.split()
+
+    assert wait_for(lambda: bool(zombies()))
+    return pidfile, int(zombies()[0])
 
 
 @needs_postgres
