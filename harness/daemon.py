@@ -18,9 +18,13 @@ time, as the union of
 * every descendant of those, by parent pid: servers that rewrite their environment
   area for ``ps`` (PostgreSQL's backends, Redis) lose the tag, but not their parent.
 
-What neither finds is a process that both scrubbed its environment and lost its parent;
-reading other users' environments needs root (or CAP_SYS_PTRACE in a container), without
-which only the parent links count.
+What neither finds is a process that both scrubbed its environment and lost its parent.
+Reading another user's environment needs CAP_SYS_PTRACE, which root has on a host but not
+in a default container; there the parent links (and root-owned processes' tags) carry
+it, which is enough for PostgreSQL, whose root (``runuser``) is the postmaster's parent.
+A cgroup per daemon would be exact, but a container's cgroup tree is read-only and an
+SSH host's may be v1, so it cannot be the one mechanism every backend shares; process
+groups and sessions are what servers leave (``setsid``).
 
 The set is taken apart safely by freezing it first: SIGSTOP to every member, again and
 again until a pass finds the same members, all stopped; a stopped process cannot fork, so
