@@ -3,33 +3,58 @@
 It is made from the run directory alone (test.json, results.json, history.jsonl and the
 node logs), so ``splitbrain report RUN_DIR`` can draw it again at any time, for runs
 recorded by older versions too. The page leads with the verdict and what made it, then
-shows the counterexample as a picture, the operations and their latencies over time
-under the faults that were active, and links to every file of the run.
+shows the counterexample as a picture, the operations around what the checkers blamed,
+the operations and their latencies over time under the faults that were active, and
+links to every file of the run.
+
+The history is read once, as a stream (``harness.report_history``), and every part of
+the page is capped and says what it left out, so a run of millions of operations gets a
+page of a few hundred KB. The run's files are input like any other: a field of the wrong
+type is shown as text or left out, never trusted, and a file that cannot be read at all
+is one line of error. Every link is relative and percent-encoded, so no name in the run
+can become a ``javascript:`` (or any other scheme's) link.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import shlex
-from collections import Counter
+import stat
+import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jinja2
 
 from harness.errors import UsageError
-from harness.history import NEMESIS, HistoryError, Op, pairs, read_jsonl
+from harness.history import HistoryError, iter_jsonl
 from harness.report_charts import (
+    BLAMED,
+    CONCURRENT,
+    PREFIX,
     counterexample_chart,
-    fault_bands,
     latency_chart,
+    slices,
     throughput_chart,
 )
-from harness.store import write_text_atomic
+from harness.report_history import Anchors, HistorySummary, TimeAnchor, short, summarize
 from harness.summary import checker_line
 
+MAX_JSON = 64 << 20
+"""test.json and results.json larger than this are refused (64 MiB)."""
 MAX_EXAMPLES = 10
 """Examples shown per anomaly; results.json keeps them all."""
+MAX_ANOMALIES = 30
+MAX_CHECKERS = 30
+MAX_COUNTEREXAMPLES = 5
+MAX_PREFIX = 10
+MAX_CONCURRENT = 20
+MAX_FILES = 300
+TEST_KEYS = ("system", "workload", "nemesis", "backend", "nodes", "concurrency", "rate",
+             "time_limit", "seed", "options")
 
 TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates"),
                                autoescape=True, undefined=jinja2.StrictUndefined,
@@ -38,110 +63,306 @@ TEMPLATES = jinja2.Environment(loader=jinja2.PackageLoader("harness", "templates
 
 def write_report(run_dir: Path | str) -> Path:
     """Renders ``run_dir/report.html`` from the run's files and returns its path."""
+    return save_report(Path(run_dir), render_report(run_dir))
+
+
+def save_report(run_dir: Path, html: str) -> Path:
+    """Writes ``run_dir/report.html`` atomically (a UsageError when it cannot)."""
+    return _write_atomically(run_dir / "report.html", html)
+
+
+def render_report(run_dir: Path | str) -> str:
+    """The page for a run directory, from its files (UsageError when they cannot be
+    read)."""
     run_dir = Path(run_dir)
-    test = _read_json(run_dir / "test.json")
-    if (run_dir / "results.json").exists():
-        results = _read_json(run_dir / "results.json")
+    if not run_dir.is_dir():
+        raise UsageError(f"{run_dir}: no such run directory")
+    test = read_json_object(run_dir / "test.json")
+    if (run_dir / "results.json").exists() or (run_dir / "results.json").is_symlink():
+        results = read_json_object(run_dir / "results.json")
     else:  # a controller killed mid-run: its history is still worth a look
         results = {"valid": "unknown", "reason": "the run did not finish (no results.json)"}
-    try:
-        history = read_jsonl(run_dir / "history.jsonl", tolerate_torn_tail=True)
-    except FileNotFoundError:
-        raise UsageError(f"{run_dir}: no history.jsonl; is this a run directory?") from None
-    except HistoryError as e:
-        raise UsageError(str(e)) from None
-    data = report_data(run_dir, test, results, history)
-    html = TEMPLATES.get_template("report.html.j2").render(**data)
-    out = run_dir / "report.html"
-    write_text_atomic(out, html)
-    return out
+    checkers = _checkers(results)
+    history = _summarize(run_dir / "history.jsonl", _anchors(checkers, results))
+    return TEMPLATES.get_template("report.html.j2").render(
+        **report_data(run_dir, test, results, checkers, history))
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def read_json_object(path: Path, limit: int = MAX_JSON) -> dict[str, Any]:
+    """A small JSON file that must hold an object; any other content is a UsageError
+    (a FIFO, a device or a directory in its place is refused before it is read)."""
     try:
-        data = json.loads(path.read_text())
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{path.parent}: no {path.name}; is this a run directory?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: not valid JSON ({e})") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
+        raise UsageError(f"{path}: not a regular file")
+    with open(fd, "rb") as f:
+        if st.st_size > limit:
+            raise UsageError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} "
+                             f"this file can sensibly hold")
+        try:
+            data = json.loads(f.read(limit + 1))
+        except OSError as e:
+            raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{path}: not valid JSON (not UTF-8 text)") from None
+        except json.JSONDecodeError as e:
+            raise UsageError(f"{path}: not valid JSON ({e})") from None
+        except (ValueError, RecursionError) as e:  # huge integers, deep nesting
+            raise UsageError(f"{path}: not valid JSON ({short(str(e) or 'too deep', 80)})"
+                             ) from None
     if not isinstance(data, dict):
-        raise UsageError(f"{path}: expected a JSON object")
+        raise UsageError(f"{path}: expected a JSON object, got {type(data).__name__}")
     return data
 
 
+def relative_href(path: str) -> str:
+    """A link to ``path`` (relative, with forward slashes) that a browser can only read as
+    relative: each segment percent-encoded (so ``:`` cannot start a scheme), after
+    ``./``."""
+    return "./" + "/".join(quote(part, safe="", errors="surrogateescape")
+                           for part in path.split("/"))
+
+
+def _summarize(path: Path, anchors: Anchors) -> HistorySummary:
+    """The one pass over the history, with every way reading it can fail as one line.
+    ``summarize`` itself accepts any op, so what is caught here comes from reading."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise UsageError(f"{path}: not a regular file")
+        return summarize(iter_jsonl(path, tolerate_torn_tail=True), anchors)
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent}: no history.jsonl; is this a run directory?"
+                         ) from None
+    except HistoryError as e:
+        raise UsageError(short(str(e), 300)) from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not UTF-8 text") from None
+    except OSError as e:
+        raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
+    except (ValueError, TypeError, RecursionError) as e:
+        raise UsageError(f"{path}: an operation that cannot be read "
+                         f"({short(str(e) or type(e).__name__, 120)})") from None
+
+
+def _write_atomically(out: Path, text: str) -> Path:
+    try:
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".report.", suffix=".tmp")
+    except OSError as e:
+        raise UsageError(f"cannot write {out}: {e.strerror}") from None
+    try:
+        # Names from the file system or JSON may hold lone surrogates: written as "?".
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the report from other users
+        with open(fd, "w", encoding="utf-8", errors="replace") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise UsageError(f"cannot write {out}: {e.strerror}") from None
+    return out
+
+
 def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
-                history: list[Op]) -> dict[str, Any]:
-    """Everything the template shows, as plain data."""
-    duration = max((op.time for op in history), default=0) / 1e9
-    bands = fault_bands(history, duration)
-    client_ops = [op for op in history if op.process != NEMESIS]
-    checkers = {name: sub for name, sub in results.items()
-                if isinstance(sub, dict) and "valid" in sub}
+                checkers: dict[str, dict[str, Any]], history: HistorySummary
+                ) -> dict[str, Any]:
+    """Everything the template shows, as plain, already bounded data."""
+    s = slices(history.timeline, history.duration)
+    name = test.get("name")
+    anomalies = results.get("anomalies")
+    anomalies = [a for a in anomalies if isinstance(a, dict)] if isinstance(
+        anomalies, list) else []
+    files, more_files = _files(run_dir)
     return {
-        "checker_line": checker_line,
-        "name": test.get("name", run_dir.parent.name),
-        "run": run_dir.name,
-        "valid": results.get("valid"),
-        "reason": results.get("reason", ""),
-        "test": test,
-        "command": reproduce_command(test),
-        "outcomes": Counter(op.type for op in client_ops if op.type != "invoke"),
-        "duration": duration,
-        "checkers": checkers,
-        "anomalies": [_anomaly(a) for a in results.get("anomalies", [])],
-        "counterexamples": [
-            {"checker": name, "cx": sub["counterexample"],
-             "chart": counterexample_chart(sub["counterexample"])}
-            for name, sub in checkers.items()
-            if sub.get("valid") is False and "counterexample" in sub],
-        "throughput": throughput_chart(history, bands, duration),
-        "latency": latency_chart(pairs(history), bands, duration),
-        "faults": [{"time": op.time / 1e9, "type": op.type, "f": op.f,
-                    "value": _short(op.value)}
-                   for op in history if op.process == NEMESIS],
-        "files": _files(run_dir),
+        "name": short(name if isinstance(name, str) else run_dir.parent.name, 200),
+        "run": short(run_dir.name, 200),
+        "valid": _verdict(results.get("valid")),
+        "reason": short(results.get("reason") or "", 300),
+        "test": {k: short(test[k], 300) for k in TEST_KEYS if k in test},
+        "command": short(reproduce_command(test), 2000),
+        "history": history,
+        "checkers": {name: _checker_view(sub) for name, sub in checkers.items()},
+        "checkers_hidden": _count_checkers(results) - len(checkers),
+        "anomalies": [_anomaly(a) for a in anomalies[:MAX_ANOMALIES]],
+        "anomalies_hidden": max(len(anomalies) - MAX_ANOMALIES, 0),
+        "counterexamples": [_counterexample(name, sub["counterexample"])
+                            for name, sub in checkers.items()
+                            if sub.get("valid") is False
+                            and isinstance(sub.get("counterexample"), dict)
+                            ][:MAX_COUNTEREXAMPLES],
+        "throughput": throughput_chart(s, history.bands),
+        "latency": latency_chart(s, history.bands),
+        "files": files,
+        "more_files": more_files,
     }
 
 
+def _verdict(v: Any) -> bool | str:
+    return v if v is True or v is False else "unknown"
+
+
+def _count_checkers(results: dict[str, Any]) -> int:
+    return sum(1 for sub in results.values() if isinstance(sub, dict) and "valid" in sub)
+
+
+def _checkers(results: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for name, sub in results.items():
+        if isinstance(sub, dict) and "valid" in sub and len(out) < MAX_CHECKERS:
+            out[short(name, 80)] = sub
+    return out
+
+
+def _checker_view(sub: dict[str, Any]) -> dict[str, Any]:
+    """A checker's verdict and one line, from the fields of the right type only."""
+    fields: dict[str, Any] = {k: short(v, 2000) for k, v in sub.items()
+              if k in ("summary", "explanation", "reason", "model", "analyzer")
+              and isinstance(v, str)}
+    if type(sub.get("ops")) is int:
+        fields["ops"] = sub["ops"]
+    stats = sub.get("stats")
+    if isinstance(stats, dict) and type(stats.get("elapsed_s")) in (int, float) \
+            and math.isfinite(stats["elapsed_s"]):
+        fields["stats"] = {"elapsed_s": stats["elapsed_s"]}
+    return {"valid": _verdict(sub.get("valid")), "line": short(checker_line(fields), 300)}
+
+
+def _anchors(checkers: dict[str, dict[str, Any]], results: dict[str, Any]) -> Anchors:
+    """The operations the checkers blamed: each counterexample's op, by history index,
+    and each anomaly's examples, by index or by process and invocation time."""
+    anchors = Anchors()
+    for name, sub in checkers.items():
+        cx = sub.get("counterexample")
+        op = cx.get("op") if isinstance(cx, dict) else None
+        if isinstance(op, dict) and type(op.get("index")) is int and op["index"] >= 0:
+            anchors.indexes[op["index"]] = (
+                f"{name}: process {short(op.get('process'), 40)} {short(op.get('f'), 40)} "
+                "cannot be linearized")
+    times: list[TimeAnchor] = []
+    anomalies = results.get("anomalies")
+    for a in anomalies if isinstance(anomalies, list) else []:
+        if not isinstance(a, dict):
+            continue
+        kind = short(a.get("type", "anomaly"), 60)
+        for e in _examples(a)[:MAX_EXAMPLES]:
+            if not isinstance(e, dict):
+                continue
+            p = e.get("process") if type(e.get("process")) in (int, str) else None
+            who = f"{kind}: process {short(p, 40)}" if p is not None else kind
+            if type(e.get("index")) is int and e["index"] >= 0:
+                anchors.indexes.setdefault(e["index"], who)
+            elif type(e.get("time")) in (int, float) and 0 <= e["time"] < 1e9:
+                times.append(TimeAnchor(int((e["time"] - 0.0005) * 1e9),
+                                        f"{who} at {e['time']:.3f} s", p))
+    anchors.times = sorted(times)
+    return anchors
+
+
+def _examples(a: dict[str, Any]) -> list[Any]:
+    return next((v for v in a.values() if isinstance(v, list)), [])
+
+
+def _anomaly(a: dict[str, Any]) -> dict[str, Any]:
+    examples = _examples(a)
+    details = {short(k, 60): short(v, 160) for k, v in list(a.items())[:12]
+               if k not in ("type", "count") and not isinstance(v, list)}
+    shown = [short(e) for e in examples[:MAX_EXAMPLES]]
+    count = a.get("count")
+    total = count if type(count) is int else len(examples)
+    return {"type": short(a.get("type", "?"), 80),
+            "count": f"{count:,}" if type(count) is int else short(count, 40),
+            "details": details, "examples": shown,
+            "more": max(total - len(shown), 0)}
+
+
+def _view(v: Any) -> dict[str, Any] | None:
+    """An op of a counterexample as shown, or None if it is not one."""
+    if not isinstance(v, dict):
+        return None
+    start, end = v.get("start"), v.get("end")
+    return {"process": short(v.get("process"), 40), "f": short(v.get("f"), 40),
+            "value": short(v.get("value"), 80), "type": short(v.get("type"), 20),
+            "start": _seconds(start), "end": _seconds(end)}
+
+
+def _seconds(x: Any) -> float | None:
+    """A time in seconds as given in results.json, if it is one."""
+    ok = type(x) in (int, float) and math.isfinite(x) and abs(x) < 1e12
+    return float(x) if ok else None
+
+
+def _counterexample(checker: str, cx: dict[str, Any]) -> dict[str, Any]:
+    """The counterexample cut to a window: the end of the prefix, the op, and the
+    concurrent ops that began nearest to it; the page says how many were left out."""
+    op = _view(cx.get("op")) or _view({})
+    assert op is not None
+    prefix, concurrent = (v if isinstance(v := cx.get(k), list) else []
+                          for k in ("prefix", "concurrent"))
+    prefix_views = [w for w in map(_view, prefix[-MAX_PREFIX:]) if w]
+    near = [w for w in map(_view, concurrent[:10 * MAX_CONCURRENT]) if w]
+    if op["start"] is not None:
+        near.sort(key=lambda w: abs((w["start"] or 0) - op["start"]))
+    near = sorted(near[:MAX_CONCURRENT], key=lambda w: w["start"] or 0)
+    views = ([(w, PREFIX) for w in prefix_views] + [(op, BLAMED)]
+             + [(w, CONCURRENT) for w in near])
+    hidden = len(prefix) - len(prefix_views) + len(concurrent) - len(near)
+    return {"checker": checker, "explanation": short(cx.get("explanation") or "", 4000),
+            "state": short(cx.get("state") or "", 300), "op": op,
+            "prefix": prefix_views, "prefix_total": len(prefix),
+            "concurrent": near, "concurrent_total": len(concurrent),
+            "chart": counterexample_chart(views, hidden)}
+
+
 def reproduce_command(test: dict[str, Any]) -> str:
-    """The command line that runs this test again, with the same seed."""
+    """The command line that runs this test again, with the same seed (fields of the
+    wrong type are left out)."""
     args = ["splitbrain", "run"]
     for flag, key in (("--system", "system"), ("--workload", "workload"),
                       ("--backend", "backend"), ("--concurrency", "concurrency"),
                       ("--rate", "rate"), ("--time-limit", "time_limit"),
                       ("--seed", "seed")):
-        if test.get(key) is not None:
-            args += [flag, f"{test[key]:g}" if isinstance(test[key], float) else str(test[key])]
+        v = test.get(key)
+        if type(v) is float and math.isfinite(v):
+            args += [flag, f"{v:g}"]
+        elif type(v) in (int, str):
+            args += [flag, short(str(v), 200)]
     nemesis = test.get("nemesis")
-    if nemesis is not None:
+    if isinstance(nemesis, list) and all(isinstance(n, str) for n in nemesis):
         args += ["--nemesis", ",".join(nemesis) if nemesis else "none"]
-    if test.get("nodes"):
-        n = test["nodes"]
+    n = test.get("nodes")
+    if isinstance(n, list) and n and all(isinstance(node, str) for node in n):
         args += ["--nodes", str(len(n))] if n == [f"n{i}" for i in range(1, len(n) + 1)] \
-            else [a for node in n for a in ("--node", node)]
-    for key, value in sorted(test.get("options", {}).items()):
-        args += ["-o", f"{key}={value}"]
+            else [a for node in n for a in ("--node", short(node, 200))]
+    options = test.get("options")
+    for key, value in sorted(options.items() if isinstance(options, dict) else []):
+        args += ["-o", f"{key}={short(value, 200)}"]
     return shlex.join(args)
 
 
-def _anomaly(a: dict[str, Any]) -> dict[str, Any]:
-    examples = next((v for k, v in a.items() if isinstance(v, list)), [])
-    details = {k: v for k, v in a.items() if k not in ("type", "count")
-               and not isinstance(v, list)}
-    shown = [_short(e) for e in examples[:MAX_EXAMPLES]]
-    count = a.get("count", "?")
-    total = count if isinstance(count, int) else len(examples)
-    return {"type": a.get("type", "?"), "count": count, "details": details,
-            "examples": shown, "more": max(total - len(shown), 0)}
-
-
-def _short(v: Any, limit: int = 160) -> str:
-    text = v if isinstance(v, str) else json.dumps(v, default=str)
-    return text if len(text) <= limit else text[:limit - 1] + "…"
-
-
-def _files(run_dir: Path) -> list[tuple[str, int]]:
-    """The run's files, relative to the report, with their sizes."""
-    return [(str(p.relative_to(run_dir)), p.stat().st_size)
-            for p in sorted(run_dir.rglob("*"))
-            if p.is_file() and not p.name.startswith("report.html")]
+def _files(run_dir: Path) -> tuple[list[tuple[str, str, int]], int]:
+    """The run's regular files (symlinks are not followed): (link, name, size) of the
+    first MAX_FILES, and how many more there are."""
+    found: list[tuple[str, str, int]] = []
+    more = 0
+    for root, dirs, names in os.walk(run_dir):
+        dirs.sort()
+        for name in sorted(names):
+            path = Path(root, name)
+            rel = path.relative_to(run_dir).as_posix()
+            if rel == "report.html" or name.startswith(".report."):
+                continue
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            if len(found) < MAX_FILES:
+                found.append((relative_href(rel), short(rel, 200), st.st_size))
+            else:
+                more += 1
+    return found, more

@@ -83,10 +83,6 @@ def write_json(path: Path, data: Any) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Writes ``path`` through a temporary file renamed over it. On failure the
     temporary file is removed and StoreError names ``path`` and the reason."""

@@ -5,7 +5,10 @@ A crash loses what was only in memory; a pause keeps everything but stops the no
 the middle of whatever it was doing, long enough for its peers to give up on it, and
 then lets it carry on as if nothing happened: the classic way to get two primaries.
 Each uses a capability of the DB (``Killable``, ``Pausable``); a system without it cannot
-take the fault, and asking for it is a usage error at setup, not a surprise mid-run.
+take the fault, and asking for it is a usage error at setup, not a surprise mid-run. The
+bundled systems' DBs (``DaemonDB``) aim a fault at every process of the server on the
+node, as a machine's crash or a VM's pause would: the workers a server forks, in
+sessions of their own or not, die or stop with it (``harness.daemon``).
 """
 
 from __future__ import annotations

@@ -64,8 +64,10 @@ def test_start_runs_detached_in_the_namespace_and_stop_ends_it(remote, files):
     assert Path(pidfile).read_text().strip() == str(pid)
     assert daemon_running(remote, "n1", pidfile)
     assert alive(pid)
-    # Its own session (so signals to the group reach only it), inside the node's namespace.
+    # Its own session, inside the node's namespace, tagged with its pid file.
     assert os.getsid(pid) == pid
+    assert f"SPLITBRAIN_DAEMON={pidfile}".encode() in \
+        Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     ns_inode = os.stat(f"/run/netns/{remote.namespace('n1')}").st_ino
     assert os.stat(f"/proc/{pid}/ns/net").st_ino == ns_inode
 

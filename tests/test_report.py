@@ -10,15 +10,10 @@ from pathlib import Path
 
 from checkers import linearizable
 from checkers.models import Counter
-from harness.history import NEMESIS, HistoryWriter, Op, pairs, read_jsonl
-from harness.report import reproduce_command, write_report
-from harness.report_charts import (
-    COLOURS,
-    counterexample_chart,
-    fault_bands,
-    latency_chart,
-    throughput_chart,
-)
+from harness.history import NEMESIS, HistoryWriter, Op, read_jsonl
+from harness.report import _counterexample, reproduce_command, write_report
+from harness.report_charts import COLOURS, latency_chart, slices, throughput_chart
+from harness.report_history import summarize
 
 S = 1_000_000_000  # ns per second
 
@@ -44,7 +39,8 @@ def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
         _nemesis(7, "invoke", "start"),
         _nemesis(7.5, "info", "start", ["n3"]),
     ]
-    bands = fault_bands(history, end=10)
+    history.append(_op(10, "invoke", "read"))  # the run ends at 10 s
+    bands = summarize(history).bands
     assert [(b.start, b.end, b.label) for b in bands] == [
         (1, 4, "partition"), (3, 7, "kill n3"), (6, 10, "pause n2")]  # never resumed
     assert bands[0].detail == "n1 drops n2; n2 drops n1"
@@ -56,7 +52,8 @@ def test_throughput_bars_count_every_completion_once_by_outcome():
         history.append(_op(i * 0.05, "invoke", "add", 1, i % 4))
         history.append(_op(i * 0.05 + 0.01, ["ok", "ok", "fail", "info"][i % 4], "add", 1,
                            i % 4))
-    chart = throughput_chart(history, [], duration=2.0)
+    summary = summarize(history)
+    chart = throughput_chart(slices(summary.timeline, summary.duration), [])
     counted = {kind: 0 for kind in COLOURS}
     for r in chart.rects:
         n, kind = r.title.split()[:2]
@@ -65,15 +62,18 @@ def test_throughput_bars_count_every_completion_once_by_outcome():
     assert all(r.y >= 0 and r.y + r.h <= chart.height for r in chart.rects)
 
 
-def test_latency_points_sit_at_their_invocation_in_log_scale():
+def test_latency_is_drawn_per_slice_in_log_scale_by_outcome():
     history = [_op(0, "invoke", "read"), _op(0.001, "ok", "read", 0),
-               _op(1, "invoke", "read"), _op(1.1, "info", "read"),
-               _op(2, "invoke", "read")]  # never completed: no latency to draw
-    chart = latency_chart(pairs(history), [], duration=2.0)
-    assert len(chart.points) == 2
-    (x1, y1, c1), (x2, y2, c2) = chart.points
-    assert x1 < x2 and y1 > y2  # the 100 ms op is drawn higher than the 1 ms op
-    assert (c1, c2) == (COLOURS["ok"], COLOURS["info"])
+               _op(1, "invoke", "read", process=1), _op(1.1, "info", "read", process=1),
+               _op(2, "invoke", "read", process=2)]  # never completed: no latency
+    summary = summarize(history)
+    chart = latency_chart(slices(summary.timeline, summary.duration), [])
+    assert [d.fill for d in chart.dots] == [COLOURS["info"]]  # the 100 ms info op
+    assert "1 info" in chart.dots[0].title and "median 1" in chart.dots[0].title
+    median = next(p for p in chart.polylines if p.title.startswith("median"))
+    assert len(median.points) == 1  # one slice had ok ops
+    (x_ok, y_ok), info = median.points[0], chart.dots[0]
+    assert x_ok < info.x and info.y < y_ok  # 100 ms drawn later and higher than 1 ms
 
 
 def _lost_increment_history() -> list[Op]:
@@ -88,7 +88,7 @@ def _lost_increment_history() -> list[Op]:
 def test_the_counterexample_picture_marks_the_op_that_cannot_be_linearized():
     result = linearizable.check(Counter(), _lost_increment_history())
     assert result["valid"] is False
-    chart = counterexample_chart(result["counterexample"])
+    chart = _counterexample("linearizable", result["counterexample"])["chart"]
     assert chart is not None
     red = [r for r in chart.rects if r.fill == "#d9534f"]
     assert len(red) == 1 and "process 1 read 0" in red[0].title
@@ -98,7 +98,7 @@ def test_the_counterexample_picture_marks_the_op_that_cannot_be_linearized():
 def test_no_counterexample_picture_without_times():
     cx = {"op": {"process": 1, "f": "read", "value": 0, "type": "ok", "start": None,
                  "end": None, "index": 3}, "prefix": [], "concurrent": []}
-    assert counterexample_chart(cx) is None
+    assert _counterexample("linearizable", cx)["chart"] is None
 
 
 def _run_dir(tmp_path: Path, *, with_results: bool = True) -> Path:
@@ -128,7 +128,7 @@ def test_the_report_leads_with_the_verdict_and_shows_the_counterexample(tmp_path
     assert re.search(r'<span class="badge invalid">INVALID</span>\s*t', html)
     assert "nonlinearizable" in html and "cannot be linearized" in html
     assert html.count("<svg") == 3  # counterexample, operations, latency
-    assert 'href="nodes/n1/counterd.log"' in html and 'href="history.jsonl"' in html
+    assert 'href="./nodes/n1/counterd.log"' in html and 'href="./history.jsonl"' in html
     assert "variant=&lt;naive&gt;" in html and "<naive>" not in html  # escaped
     assert "--seed 42" in html
 
@@ -161,3 +161,22 @@ def test_splitbrain_report_draws_again_or_says_why_not(tmp_path):
     assert r.returncode == 254
     assert "no test.json; is this a run directory?" in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+
+
+def test_the_history_window_highlights_the_blamed_op_of_the_right_process():
+    """A stale read given by process and a time rounded to the millisecond (as the
+    counter checker gives it) is found among ops of other processes at that time."""
+    from harness.report_history import Anchors, TimeAnchor, summarize
+
+    history = []
+    for k in range(100):
+        t = 1.0 + k * 0.0001  # 0.1 ms apart: ten ops per rounded millisecond
+        kind = "invoke" if k % 2 or k == 57 else "ok"
+        process = 1 if k in (56, 57) else k % 7  # 56: the completion of 1's previous op
+        history.append(_op(t, kind, "read" if k == 57 else "add", None, process))
+        history[-1].index = k
+    blamed_time = round(history[57].time / 1e9, 3)
+    anchors = Anchors(times=[TimeAnchor(int((blamed_time - 0.0005) * 1e9), "stale", 1)])
+    (window,) = summarize(history, anchors).windows
+    assert [r["index"] for r in window.rows if r["blamed"]] == [57]
+    assert window.rows[0]["index"] == 47 and window.rows[-1]["index"] == 67

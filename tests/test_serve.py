@@ -29,9 +29,9 @@ def served(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     server = make_server(store, 0)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    host, port = server.server_address[:2]
+    port = server.server_address[1]
     try:
-        yield run, f"http://{host}:{port}"
+        yield run, f"http://127.0.0.1:{port}"
     finally:
         server.shutdown()
         server.server_close()
@@ -46,7 +46,7 @@ def test_the_index_lists_each_run_once_with_its_verdict(served):
     run, base = served
     html = _get(base + "/")
     assert html.count("INVALID") == 1  # not listed again through the latest link
-    assert f'href="t/{run.name}/report.html"' in html
+    assert f'href="./t/{run.name}/report.html"' in html
 
 
 def test_a_report_is_drawn_on_first_request_and_files_are_served(served):
@@ -74,6 +74,9 @@ def test_it_listens_on_loopback_only_and_says_when_it_cannot(tmp_path):
         server.server_close()
     with pytest.raises(UsageError, match="no such store directory"):
         make_server(tmp_path / "absent", 0)
+    for port in (70000, -1):
+        with pytest.raises(UsageError, match="a port is a number from 0 to 65535"):
+            make_server(tmp_path, port)
 
 
 def test_list_runs_newest_first_and_without_verdict_when_unfinished(tmp_path):
@@ -99,3 +102,15 @@ def test_the_command_prints_where_it_serves_and_stops_on_sigint(tmp_path):
         p.send_signal(signal.SIGINT)
         p.wait(timeout=10)
     assert "Traceback" not in p.stderr.read()
+
+
+def test_a_report_is_drawn_even_when_the_store_is_read_only(served):
+    """Without write permission (made here by a read-only bind mount, as root ignores
+    file modes) the page is sent without being kept."""
+    run, base = served
+    subprocess.run(["mount", "--bind", "-o", "ro", str(run), str(run)], check=True)
+    try:
+        assert "cannot be linearized" in _get(f"{base}/t/{run.name}/report.html")
+        assert not (run / "report.html").exists()
+    finally:
+        subprocess.run(["umount", str(run)], check=True)

@@ -5,6 +5,13 @@ ready; this class does the rest the same way for every such system: a fresh data
 directory per run, a daemon with a pid file and a log file in the node's workdir, and
 the capabilities nemeses use (Killable, Pausable, LogFiles). Every method is a no-op on
 nodes the system does not run on, so a nemesis may aim at any node of the test.
+
+Kill, pause and resume reach every process of the server on the node, not only the one
+the pid file names (``harness.daemon`` says how). A start after a crash first makes sure
+nothing of the old server is left and then removes the server's own lock files
+(``lock_files``): a crash leaves them, and the server's check of them can be fooled (a
+zombie that keeps the old pid "alive" where the node's PID 1 never reaps), while nothing
+of the old server remains to protect.
 """
 
 from __future__ import annotations
@@ -59,6 +66,11 @@ class DaemonDB:
                            posixpath.join(workdir, f"{self.server}.log"),
                            posixpath.join(workdir, f"{self.server}-data"))
 
+    def lock_files(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
+        """Files the server creates to refuse a second instance, which a crash leaves
+        behind (e.g. PostgreSQL's ``postmaster.pid``); removed before every start."""
+        return []
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         """Runs once per node between making the empty data directory and the first
         start (e.g. to initialize a database there)."""
@@ -89,6 +101,9 @@ class DaemonDB:
         paths = self.paths(test, node)
         if daemon_running(test.remote, node, paths.pidfile):
             return
+        kill_daemon(test.remote, node, paths.pidfile)  # what a crashed root left running
+        if stale := self.lock_files(test, node, paths):
+            test.remote.run(node, ["rm", "-f", "--", *stale])
         start_daemon(test.remote, node, self.argv(test, node, paths), pidfile=paths.pidfile,
                      logfile=paths.logfile, cwd=paths.data_dir)
         self._await(test, node, paths, lambda: self.ready(test, node))

@@ -89,6 +89,9 @@ class PostgresDB(DaemonDB):
     def primaries(self, test: Test) -> list[str]:
         return test.nodes[:1]
 
+    def lock_files(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
+        return [posixpath.join(paths.data_dir, "postmaster.pid")]
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         run = test.remote.run
         self.bin_dir = binaries(test, node)
