@@ -29,6 +29,13 @@ class GenContext:
     node: str
     elapsed: float
     """Seconds since the run started."""
+    worker: int = -1
+    """The worker asking, fixed for the run while ``process`` changes after an ``info``;
+    it defaults to the first process, which is the worker's index."""
+
+    def __post_init__(self) -> None:
+        if self.worker < 0:
+            self.worker = self.process
 
 
 def worker_rng(seed: int, worker: int) -> random.Random:
@@ -89,3 +96,36 @@ def mix(weighted: Sequence[tuple[float, Generator]]) -> Mix:
 def from_fn(fn: Callable[[GenContext], OpSpec | None]) -> FromFn:
     """Any function of the context, e.g. random register writes drawn from ``ctx.rng``."""
     return FromFn(fn)
+
+
+@dataclass(slots=True)
+class Independent:
+    """Ops of ``gen`` spread over independent keys: see :func:`independent`."""
+
+    gen: Generator
+    threads_per_key: int
+    ops_per_key: int
+    drawn: dict[int, int]
+
+    def op(self, ctx: GenContext) -> OpSpec | None:
+        spec = self.gen.op(ctx)
+        if spec is None:
+            return None
+        n = self.drawn.get(ctx.worker, 0)
+        self.drawn[ctx.worker] = n + 1
+        key = f"{ctx.worker // self.threads_per_key}.{n // self.ops_per_key}"
+        return (spec[0], [key, spec[1]])
+
+
+def independent(gen: Generator, *, threads_per_key: int, ops_per_key: int) -> Independent:
+    """Jepsen's independent concurrent generator, kept deterministic per worker.
+
+    Workers ``0..t-1`` share a key, ``t..2t-1`` the next, and so on; every op's value
+    becomes ``[key, value]``. A worker moves to its group's next key after
+    ``ops_per_key`` ops of its own (not of the group: counting the group's ops would
+    make each worker's keys depend on how the workers interleave), so a key sees at most
+    ``threads_per_key * ops_per_key`` ops. Key ``"g.r"`` is group g's r-th: never reused.
+    """
+    if threads_per_key < 1 or ops_per_key < 1:
+        raise ValueError("independent needs threads_per_key and ops_per_key >= 1")
+    return Independent(gen, threads_per_key, ops_per_key, {})
