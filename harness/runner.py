@@ -27,6 +27,7 @@ from harness.context import Spec, Test
 from harness.db import LogFiles
 from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
+from harness.pairing import client_factory
 from harness.progress import run_progress
 from harness.registry import load_system, load_workload
 from harness.report import write_report
@@ -54,6 +55,7 @@ def run(spec: Spec) -> dict[str, Any]:
     fault_names(spec.nemesis)
     system = load_system(spec.system, spec.options)
     workload: Workload = load_workload(spec.workload, spec.options)
+    client_factory(spec.system, system, workload.name)  # an unsupported pair stops here
     remote = _make_remote(spec)
     run_dir = new_run_dir(spec.store, spec.name)
     _log_to(run_dir / "splitbrain.log")
@@ -105,7 +107,8 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
                               history: HistoryWriter, package: NemesisPackage) -> None:
     spec = test.spec
     serving = system.serving_nodes(test)
-    interp = Interpreter(test, history, lambda node: system.open_client(test, node),
+    open_client = client_factory(spec.system, system, workload.name)
+    interp = Interpreter(test, history, lambda node: open_client(test, node),
                          serving, spec.concurrency, op_timeout=OP_TIMEOUT)
     try:
         with run_progress(history) as progress:
