@@ -2,7 +2,7 @@
 
 As Jepsen's independent concurrent generator: workers are grouped ``THREADS_PER_KEY`` to
 a key, and each worker moves its group to a fresh key after ``OPS_PER_KEY`` ops of its
-own (``harness.generator.independent``), so every key sees a short, highly concurrent
+own (:func:`independent`), so every key sees a short, highly concurrent
 history. Each op's value is ``[key, v]`` with register semantics per key: ``read``
 returns ``[key, v]``, ``write [key, v]``, ``cas [key, [old, new]]``. The linearizability
 checker with the kv model splits the history by key and checks keys independently (in
@@ -12,16 +12,58 @@ search small. There are no final reads: each key is done when its group moves on
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from checkers.base import Compose
 from checkers.linearizable import Linearizable
 from checkers.models import KV
-from harness.generator import from_fn, independent
+from harness.generator import GenContext, Generator, Step, deliver, from_fn, reset_worker
+from harness.history import Op
 from workloads.base import UniqueValues, Workload
 from workloads.register import OPERATIONS, register_op
 
 THREADS_PER_KEY = 3
 OPS_PER_KEY = 40
 """Per worker: a key then has at most 3 x 40 ops, a search of moments."""
+
+
+@dataclass(slots=True)
+class Independent:
+    """Ops of ``gen`` spread over independent keys: see :func:`independent`."""
+
+    gen: Generator
+    threads_per_key: int
+    ops_per_key: int
+    drawn: dict[int, int] = field(default_factory=dict)
+
+    def op(self, ctx: GenContext) -> Step:
+        spec = self.gen.op(ctx)
+        if not isinstance(spec, tuple):
+            return spec
+        n = self.drawn.get(ctx.worker, 0)
+        self.drawn[ctx.worker] = n + 1
+        key = f"{ctx.rank // self.threads_per_key}.{n // self.ops_per_key}"
+        return (spec[0], [key, spec[1]])
+
+    def reset(self, worker: int) -> None:
+        reset_worker(self.gen, worker)  # but never a key again: keys stay fresh
+
+    def update(self, ctx: GenContext, completion: Op) -> None:
+        deliver(self.gen, ctx, completion)
+
+
+def independent(gen: Generator, *, threads_per_key: int, ops_per_key: int) -> Independent:
+    """Jepsen's independent concurrent generator, kept deterministic per worker.
+
+    Workers of rank ``0..t-1`` share a key, ``t..2t-1`` the next, and so on; every op's
+    value becomes ``[key, value]``. A worker moves to its group's next key after
+    ``ops_per_key`` ops of its own (not of the group: counting the group's ops would
+    make each worker's keys depend on how the workers interleave), so a key sees at most
+    ``threads_per_key * ops_per_key`` ops. Key ``"g.r"`` is group g's r-th: never reused.
+    """
+    if threads_per_key < 1 or ops_per_key < 1:
+        raise ValueError("independent needs threads_per_key and ops_per_key >= 1")
+    return Independent(gen, threads_per_key, ops_per_key)
 
 
 def make_workload(options: dict[str, str]) -> Workload:
