@@ -182,6 +182,7 @@ def check(history: list[Op], *, linearizable: bool = True) -> Result:
         "acknowledged": acked, "reads": len(parsed.reads), "outcomes": counts,
         "visibility_ms": _latencies(all_fates),
     }
+    result["summary"] = _summary(acked, counts, result["visibility_ms"])
     if any(a["type"] != "ill-typed-read" for a in anomalies):
         result["valid"] = False
     elif parsed.ill_typed or (acked and counts.get("never-read", 0) >= len(all_fates)):
@@ -189,6 +190,15 @@ def check(history: list[Op], *, linearizable: bool = True) -> Result:
         result["reason"] = ("ill-typed reads" if parsed.ill_typed else
                             "no read began after any element was known: nothing checked")
     return result
+
+
+def _summary(acked: int, counts: dict[str, int], visibility: dict[str, Any]) -> str:
+    told = ", ".join(f"{n:,} {kind}" for kind, n in counts.items()) or "nothing read"
+    line = f"{acked:,} acknowledged; {told}"
+    if visibility.get("count"):
+        line += (f"; first read {visibility['p50']:g} ms after acknowledgement (median), "
+                 f"{visibility['max']:g} ms at most")
+    return line
 
 
 def _latencies(all_fates: list[Fate]) -> dict[str, Any]:

@@ -25,4 +25,5 @@ def make_workload(options: dict[str, str]) -> Workload:
             "counter": CounterChecker(),
             "linearizable": Linearizable(Counter()),
         }),
+        operations=frozenset({"add", "read"}),
     )

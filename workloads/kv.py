@@ -12,13 +12,15 @@ search small. There are no final reads: each key is done when its group moves on
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
-from checkers.base import Compose
+from checkers.base import Compose, Result
 from checkers.linearizable import Linearizable
 from checkers.models import KV
 from harness.generator import GenContext, Generator, Step, deliver, from_fn, reset_worker
-from harness.history import Op
+from harness.history import INVOKE, NEMESIS, Op
 from workloads.base import UniqueValues, Workload
 from workloads.register import OPERATIONS, register_op
 
@@ -66,6 +68,32 @@ def independent(gen: Generator, *, threads_per_key: int, ops_per_key: int) -> In
     return Independent(gen, threads_per_key, ops_per_key)
 
 
+class KeyTable:
+    """Per key, how its ops completed: the table behind the kv verdict.
+
+    The verdict itself is the linearizability checker's (which names the key of any
+    counterexample); this only counts, so it is always valid. A key's count of ``info``
+    ops shows where the faults landed."""
+
+    def check(self, test: Any, history: list[Op]) -> Result:
+        started: dict[Any, Any] = {}
+        table: dict[str, Counter[str]] = {}
+        for op in history:
+            if op.process == NEMESIS:
+                continue
+            if op.type == INVOKE:
+                started[op.process] = op.value
+                continue
+            value = started.pop(op.process, None)
+            if isinstance(value, list) and len(value) == 2:
+                table.setdefault(str(value[0]), Counter())[op.type] += 1
+        sizes = sorted(sum(c.values()) for c in table.values())
+        summary = (f"{len(table):,} keys, {sizes[len(sizes) // 2]} ops per key (median), "
+                   f"{sizes[-1]} at most" if sizes else "no keys")
+        return {"valid": True, "keys": len(table), "summary": summary,
+                "per_key": {k: dict(c) for k, c in sorted(table.items())}}
+
+
 def make_workload(options: dict[str, str]) -> Workload:
     values = UniqueValues()
     return Workload(
@@ -73,6 +101,6 @@ def make_workload(options: dict[str, str]) -> Workload:
         generator=independent(from_fn(lambda ctx: register_op(values, ctx)),
                               threads_per_key=THREADS_PER_KEY, ops_per_key=OPS_PER_KEY),
         final=None,
-        checker=Compose({"linearizable": Linearizable(KV())}),
+        checker=Compose({"linearizable": Linearizable(KV()), "keys": KeyTable()}),
         operations=OPERATIONS,
     )
