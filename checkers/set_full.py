@@ -28,7 +28,8 @@ reported. A ``read`` whose value is not a list is ill-typed: left out, and repor
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,7 +98,10 @@ def _parse(history: list[Op]) -> _Parsed:
                 add.outcome = FAIL
         elif op.type == OK:
             if isinstance(op.value, list | tuple):
-                elements = frozenset(freeze(x) for x in op.value)
+                try:  # numbers and strings, as the set workload's, are hashable as read
+                    elements = frozenset(op.value)
+                except TypeError:
+                    elements = frozenset(freeze(x) for x in op.value)
                 out.reads.append(_Read(inv_pos, invoke.time, pos, elements))
             else:
                 out.ill_typed.append(op.value)
@@ -110,13 +114,13 @@ def fates(history: list[Op]) -> tuple[list[Fate], _Parsed]:
     parsed = _parse(history)
     reads = parsed.reads
     starts = [r.invoked for r in reads]
-    present: dict[Hashable, list[int]] = {}
-    for i, r in enumerate(reads):
+    present: defaultdict[Hashable, list[int]] = defaultdict(list)
+    for i, r in enumerate(reads):  # the sum of all reads' sizes: the one big loop
         for e in r.elements:
-            present.setdefault(e, []).append(i)
+            present[e].append(i)
     out = []
     for e, add in parsed.adds.items():
-        seen = present.get(e, [])
+        seen = present.get(e) or []
         if add.outcome == FAIL and seen:
             out.append(Fate(e, "failed-add-present"))
             continue
@@ -135,7 +139,7 @@ def _fate(e: Any, known: int, add: _Add, seen: list[int], reads: list[_Read],
           starts: list[int]) -> Fate:
     first_after = bisect_right(starts, known)  # reads begun after the element was known
     after = len(reads) - first_after
-    seen_after = [i for i in seen if i >= first_after]
+    seen_after = seen[bisect_left(seen, first_after):]  # `seen` ascends
     visible = None
     if add.acked_ns is not None and seen:
         visible = max(0.0, (reads[seen[0]].invoked_ns - add.acked_ns) / 1e6)
@@ -145,10 +149,9 @@ def _fate(e: Any, known: int, add: _Add, seen: list[int], reads: list[_Read],
         return Fate(e, "stable", known, visible)
     # The last read begun after `known` that missed the element, against the last that
     # had it: missing at the end is lost, missing and then back is stale.
-    last_absent = len(reads) - 1
-    present_tail = set(seen_after)
-    while last_absent in present_tail:
-        last_absent -= 1
+    last_absent, j = len(reads) - 1, len(seen_after) - 1
+    while j >= 0 and seen_after[j] == last_absent:  # the run of reads that had it
+        last_absent, j = last_absent - 1, j - 1
     outcome = "stale" if seen_after and seen_after[-1] > last_absent else "lost"
     return Fate(e, outcome, known, visible)
 
