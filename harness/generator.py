@@ -89,7 +89,10 @@ class Constant:
 
 @dataclass(frozen=True, slots=True)
 class Mix:
-    """Picks one of several generators per op, with probability proportional to weight."""
+    """Picks one of several generators per op, with probability proportional to weight.
+
+    Stateless: a picked generator that has run out (None) ends the mix for that worker,
+    so put limits around a mix rather than inside it."""
 
     cumulative: tuple[float, ...]
     gens: tuple[Generator, ...]
