@@ -182,6 +182,11 @@ def list_() -> None:
 
     for kind, names in catalogue().items():
         click.echo(f"{kind}: {', '.join(names)}")
+    from harness.pairing import matrix_table
+
+    click.echo("\nclients (system x workload):")
+    for line in matrix_table():
+        click.echo(f"  {line}")
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.client import Client
-from harness.generator import GenContext, Generator, worker_rng
+from harness.generator import GenContext, Generator, Wait, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
 from harness.stuck import (
     GRACE,
@@ -251,7 +251,8 @@ class Interpreter:
         assert task is not None
         monotonic = time.monotonic
         node = self.nodes[worker % len(self.nodes)]
-        ctx = GenContext(worker_rng(seed, worker), worker, node, 0.0)
+        ctx = GenContext(worker_rng(seed, worker), worker, node, 0.0, worker, self.concurrency)
+        update = getattr(generator, "update", None)  # completions, for until_ok
         # Stagger draws from its own stream so the op sequence does not depend on rate.
         stagger = random.Random(f"stagger:{seed}:{worker}").uniform
         append = self.history.append
@@ -286,6 +287,9 @@ class Interpreter:
                 spec = generator.op(ctx)
                 if spec is None:
                     return
+                if isinstance(spec, Wait):  # a barrier or a stagger: ask again later
+                    await sleep(max(0.0, min(spec.seconds, deadline - loop.time())))
+                    continue
                 invoke = Op(INVOKE, spec[0], spec[1], process, extra={"node": node})
                 append(invoke)
                 # Like _invoke, but timed out by the watchdog instead of asyncio.timeout,
@@ -323,6 +327,8 @@ class Interpreter:
                 completion.process = process
                 completion.extra["node"] = node
                 append(completion)
+                if update is not None:
+                    update(ctx, completion)
                 if completion.type == INFO:
                     process += concurrency
                     if process > self._max_process:

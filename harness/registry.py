@@ -27,6 +27,9 @@ SYSTEMS = {
 }
 WORKLOADS = {
     "counter": "workloads.counter:make_workload",
+    "register": "workloads.register:make_workload",
+    "kv": "workloads.kv:make_workload",
+    "set": "workloads.set:make_workload",
 }
 BUILT_IN = set(SYSTEMS.values()) | set(WORKLOADS.values())
 

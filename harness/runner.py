@@ -32,6 +32,7 @@ from harness.db import LogFiles
 from harness.errors import EnvironmentFailure, SplitbrainError, StoreError
 from harness.history import HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
+from harness.pairing import client_factory
 from harness.progress import run_progress
 from harness.registry import SYSTEMS, load_system, load_workload
 from harness.report import write_report
@@ -70,6 +71,7 @@ def run(spec: Spec) -> dict[str, Any]:
         fault_names(spec.nemesis)
         system = load_system(spec.system, spec.options)
         workload: Workload = load_workload(spec.workload, spec.options)
+        client_factory(spec.system, system, workload.name)  # an unsupported pair stops here
         remote = _make_remote(spec)
         run_dir = new_run_dir(spec.store, spec.name)
         with logging_to(run_dir / "splitbrain.log") as log_file:
@@ -178,7 +180,8 @@ async def _clients_and_faults(test: Test, system: Any, workload: Workload,
                               history: HistoryWriter, package: NemesisPackage) -> None:
     spec = test.spec
     serving = system.serving_nodes(test)
-    interp = Interpreter(test, history, lambda node: system.open_client(test, node),
+    open_client = client_factory(spec.system, system, workload.name)
+    interp = Interpreter(test, history, lambda node: open_client(test, node),
                          serving, spec.concurrency, op_timeout=OP_TIMEOUT)
     try:
         with run_progress(history) as progress:
@@ -223,7 +226,9 @@ async def _converged_final_reads(interp: Interpreter, serving: list[str],
     while True:
         done = await interp.final_ops([(node, f, value) for node in serving],
                                       attempts=1, extra={"final": True})
-        values = [op.value for op in done if op.type == "ok"]
+        # A set's read is a list in whatever order the server keeps: compare contents.
+        values = [sorted(op.value, key=repr) if isinstance(op.value, list) else op.value
+                  for op in done if op.type == "ok"]
         agreed = len(values) == len(done) and all(v == values[0] for v in values)
         if agreed and previous == values:
             return

@@ -19,7 +19,11 @@ if TYPE_CHECKING:
 @runtime_checkable
 class System(Protocol):
     """``recovery_time`` (optional attribute, seconds, default 2): how long the run waits
-    after healing every fault before the final reads, for the system to settle."""
+    after healing every fault before the final reads, for the system to settle.
+
+    ``clients`` (optional attribute): a mapping from each workload the system supports
+    to ``async (test, node) -> Client`` (``harness.pairing``). Without it, the system
+    serves the counter workload with ``open_client``."""
 
     name: str
 

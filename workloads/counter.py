@@ -36,4 +36,5 @@ def make_workload(options: dict[str, Any]) -> Workload:
             "counter": CounterChecker(),
             "linearizable": NumericReads(Linearizable(Counter())),
         }),
+        operations=frozenset({"add", "read"}),
     )

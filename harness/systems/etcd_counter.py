@@ -184,6 +184,14 @@ class EtcdSystem:
     def serving_nodes(self, test: Test) -> list[str]:
         return list(test.nodes)
 
+    @property
+    def clients(self) -> dict[str, Any]:
+        """A client per workload (``harness.pairing``): the counter's below, the
+        register and kv clients of ``etcd_register``."""
+        from harness.systems import etcd_register  # it imports this module
+
+        return {"counter": self.open_client, **etcd_register.clients(self)}
+
     async def open_client(self, test: Test, node: str) -> EtcdCounterClient:
         host, port = test.remote.endpoint(node, CLIENT_PORT)
         return EtcdCounterClient(self.options, f"http://{host}:{port}")

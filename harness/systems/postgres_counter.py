@@ -117,10 +117,12 @@ class PostgresDB(DaemonDB):
         return found.returncode == 0
 
     def initialize(self, test: Test, node: str) -> None:
+        from harness.systems.postgres_register import SCHEMA  # the other workloads' tables
+
         test.remote.run(node, self._as_user(
             "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.peer_address(node), "-p",
             str(PORT), "-U", USER, "-c",
-            "CREATE TABLE likes (n bigint NOT NULL); INSERT INTO likes VALUES (0);"))
+            "CREATE TABLE likes (n bigint NOT NULL); INSERT INTO likes VALUES (0); " + SCHEMA))
 
     def _as_user(self, program: str, *args: str) -> list[str]:
         return ["runuser", "-u", USER, "--", posixpath.join(self.bin_dir, program), *args]
@@ -211,6 +213,14 @@ class PostgresSystem:
 
     def serving_nodes(self, test: Test) -> list[str]:
         return self._db.nodes(test)
+
+    @property
+    def clients(self) -> dict[str, Any]:
+        """A client per workload (``harness.pairing``): the counter's below, the
+        register and set clients of ``postgres_register``."""
+        from harness.systems import postgres_register  # it imports this module
+
+        return {"counter": self.open_client, **postgres_register.clients(self)}
 
     async def open_client(self, test: Test, node: str) -> PostgresCounterClient:
         return PostgresCounterClient(self.options, test.remote.endpoint(node, PORT))

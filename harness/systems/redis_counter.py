@@ -210,6 +210,14 @@ class RedisSystem:
     def serving_nodes(self, test: Test) -> list[str]:
         return self._db.nodes(test)
 
+    @property
+    def clients(self) -> dict[str, Any]:
+        """A client per workload (``harness.pairing``): the counter's below, the
+        register and set clients of ``redis_register``."""
+        from harness.systems import redis_register  # it imports this module
+
+        return {"counter": self.open_client, **redis_register.clients(self)}
+
     async def open_client(self, test: Test, node: str) -> RedisCounterClient:
         o = self.options
         reads = _Link(*test.remote.endpoint(node, o.port), o.timeout)
