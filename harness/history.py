@@ -13,32 +13,102 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+import msgspec
+
+from harness.reading import (
+    CHECK_EVERY,
+    HistoryError,
+    Limits,
+    check_budget,
+    gc_paused,
+    open_history,
+    plain_json,
+)
 
 INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
 TYPES = frozenset((INVOKE, OK, FAIL, INFO))
 NEMESIS = "nemesis"
 
-_CORE_FIELDS = ("index", "time", "type", "process", "f", "value")
+_CORE_FIELDS = frozenset(("index", "time", "type", "process", "f", "value"))
+_TYPE_OF = {t: t for t in TYPES}  # interned: every op of a type shares one string
+class _Extra(dict[str, Any]):
+    """The ``extra`` of an op that has none: an empty dict that attaches itself to its op
+    on the first write. Most ops read from a file have no optional fields, and a million
+    empty dicts would cost a third of the history's memory."""
+
+    __slots__ = ("_op",)
+
+    def __init__(self, op: Op) -> None:
+        super().__init__()
+        self._op = op
+
+    def _attach(self) -> None:
+        if self._op._extra is None:
+            self._op._extra = self
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._attach()
+        super().__setitem__(key, value)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self._attach()
+        super().update(*args, **kwargs)
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        self._attach()
+        return super().setdefault(key, default)
+
+    def __ior__(self, other: Any) -> _Extra:  # type: ignore[override,misc]
+        self.update(other)
+        return self
 
 
-class HistoryError(ValueError):
-    """A history file that cannot be read; the message names the line."""
-
-
-@dataclass(slots=True)
 class Op:
-    """One history entry. ``extra`` holds optional fields (``node``, ``error``, ...)."""
+    """One history entry. ``extra`` holds optional fields (``node``, ``error``, ...).
 
-    type: str
-    f: str
-    value: Any = None
-    process: int | str | None = None
-    time: int = -1
-    index: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
+    A plain class with slots rather than a dataclass so that an op without optional
+    fields holds no dict at all (``extra`` makes one on the first write)."""
+
+    __slots__ = ("type", "f", "value", "process", "time", "index", "_extra")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __init__(self, type: str, f: str, value: Any = None,
+                 process: int | str | None = None, time: int = -1, index: int = -1,
+                 extra: dict[str, Any] | None = None) -> None:
+        self.type = type
+        self.f = f
+        self.value = value
+        self.process = process
+        self.time = time
+        self.index = index
+        self._extra = extra
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        e = self._extra
+        return _Extra(self) if e is None else e
+
+    @extra.setter
+    def extra(self, value: dict[str, Any]) -> None:
+        self._extra = value
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.type, self.f, self.value, self.process, self.time, self.index,
+                self._extra or {})
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Op):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __repr__(self) -> str:
+        return (f"Op(type={self.type!r}, f={self.f!r}, value={self.value!r}, "
+                f"process={self.process!r}, time={self.time!r}, index={self.index!r}, "
+                f"extra={self._extra or {}!r})")
 
     def complete(self, type: str, value: Any = None, **extra: Any) -> Op:
         """The completion of this invocation: same process and f, a new type and value."""
@@ -55,7 +125,8 @@ class Op:
 
     @property
     def error(self) -> Any:
-        return self.extra.get("error")
+        e = self._extra
+        return None if e is None else e.get("error")
 
     def to_dict(self) -> dict[str, Any]:
         d = {
@@ -66,7 +137,8 @@ class Op:
             "f": self.f,
             "value": self.value,
         }
-        d.update(self.extra)
+        if self._extra:
+            d.update(self._extra)
         return d
 
     @classmethod
@@ -118,43 +190,144 @@ class HistoryWriter:
 
 def parse_op(obj: Any, where: str) -> Op:
     """Validates one decoded JSON object as an op; ``where`` names it in errors."""
-    if not isinstance(obj, dict):
-        raise HistoryError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for key in ("type", "f", "process"):
-        if key not in obj:
-            raise HistoryError(f"{where}: missing field {key!r}")
-    if obj["type"] not in TYPES:
-        raise HistoryError(f"{where}: unknown type {obj['type']!r}")
-    return Op.from_dict(obj)
+    try:
+        return _parse(obj, {})
+    except HistoryError as e:
+        raise HistoryError(f"{where}: {e}") from None
 
 
-def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> Iterator[Op]:
-    """Reads a splitbrain ``history.jsonl``.
+def _parse(obj: Any, names: dict[str, str]) -> Op:
+    """One op from a decoded JSON object, or a HistoryError without a place. ``names``
+    interns ``f``: a history repeats a handful of names a million times."""
+    if type(obj) is not dict:
+        raise HistoryError(f"expected a JSON object, got {_json_type(obj)}")
+    try:
+        type_, f, process = obj["type"], obj["f"], obj["process"]
+    except KeyError as e:
+        raise HistoryError(f"missing field {e.args[0]!r}") from None
+    t = _TYPE_OF.get(type_) if type(type_) is str else None
+    if t is None:
+        raise HistoryError(f"unknown type {_short(type_)} (known: invoke, ok, fail, info)")
+    if type(f) is not str:
+        raise HistoryError(f"f must be a string, got {_short(f)}")
+    if type(process) is not int and type(process) is not str:
+        raise HistoryError(f"process must be an integer or a string, got {_short(process)}")
+    core = 3
+    value = obj.get("value")
+    if value is not None:
+        core += 1
+        if type(value) is float or type(value) is list or type(value) is dict:
+            value = plain_json(value)
+    elif "value" in obj:
+        core += 1
+    time = obj.get("time", -1)
+    if time != -1:
+        core += 1
+        time = _integer(time, "time")
+    index = obj.get("index", -1)
+    if index != -1:
+        core += 1
+        index = _integer(index, "index")
+    extra = None
+    if len(obj) > core:
+        extra = {k: plain_json(v) for k, v in obj.items() if k not in _CORE_FIELDS}
+    return Op(t, names.setdefault(f, f), value, process, time, index, extra)
+
+
+def _integer(v: Any, name: str) -> int:
+    if type(v) is int:
+        return v
+    if type(v) is float and v.is_integer():
+        return int(v)
+    if v is None:
+        return -1
+    raise HistoryError(f"{name} must be an integer, got {_short(v)}")
+
+
+def _json_type(v: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", int: "a number",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _short(v: Any) -> str:
+    """A value in an error message: its type when it is not a plain scalar, so that
+    a hostile value (a megabyte string, an array nested 900 deep) stays one short line."""
+    if type(v) is str:
+        return repr(v) if len(v) <= 40 else repr(v[:40]) + "..."
+    if v is None or type(v) is bool or type(v) is float:
+        return repr(v)
+    if type(v) is int:
+        return repr(v) if v.bit_length() < 128 else "a very large integer"
+    return _json_type(v)
+
+
+MAX_LINE = 64 << 20
+"""The longest line a history may have: an op is a few hundred bytes; without a bound a
+file with no newline would be read whole into memory."""
+
+
+def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False,
+               limits: Limits | None = None) -> Iterator[Op]:
+    """Reads a splitbrain ``history.jsonl``, streaming.
 
     A malformed line raises HistoryError naming it. With ``tolerate_torn_tail`` a last
     line without its newline (a write cut short by SIGKILL) is skipped instead.
+    ``limits`` is consulted every ``CHECK_EVERY`` lines (``BudgetExceeded``).
     """
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        torn = not line.endswith("\n") and n == len(lines)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if torn and tolerate_torn_tail:
-                return
-            what = "truncated" if torn else "malformed"
-            raise HistoryError(f"{path}:{n}: {what} JSON ({e.msg})") from None
-        op = parse_op(obj, f"{path}:{n}")
-        if op.index < 0:
-            op.index = n - 1
-        yield op
+    decode = msgspec.json.Decoder().decode
+    names: dict[str, str] = {}
+    n = 0
+    with open_history(path) as f:
+        rest = b""
+        while True:
+            chunk = f.read(1 << 20)
+            if not chunk:
+                break
+            lines = (rest + chunk if rest else chunk).split(b"\n")
+            rest = lines.pop()
+            if len(rest) > MAX_LINE:
+                raise HistoryError(f"{path}:{n + len(lines) + 1}: line longer than "
+                                   f"{MAX_LINE >> 20} MiB")
+            for line in lines:
+                n += 1
+                if not n % CHECK_EVERY:
+                    check_budget(limits, f"line {n}")
+                try:
+                    op = _parse(decode(line), names)
+                except (msgspec.DecodeError, HistoryError) as e:
+                    if not line.strip():
+                        continue
+                    raise _line_error(path, n, e, torn=False) from None
+                if op.index < 0:
+                    op.index = n - 1
+                yield op
+        if rest.strip():
+            n += 1
+            try:
+                op = _parse(decode(rest), names)
+            except (msgspec.DecodeError, HistoryError) as e:
+                if tolerate_torn_tail and isinstance(e, msgspec.DecodeError):
+                    return
+                raise _line_error(path, n, e, torn=True) from None
+            if op.index < 0:
+                op.index = n - 1
+            yield op
 
 
-def read_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> list[Op]:
-    return list(iter_jsonl(path, tolerate_torn_tail=tolerate_torn_tail))
+def _line_error(path: Path | str, n: int, e: Exception, *, torn: bool) -> HistoryError:
+    if isinstance(e, HistoryError):
+        return HistoryError(f"{path}:{n}: {e}")
+    msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+    if isinstance(e, msgspec.ValidationError):  # a number msgspec cannot represent
+        return HistoryError(f"{path}:{n}: {msg.split(' - at ')[0].lower()} (a number too large)")
+    what = "truncated" if torn else "malformed"
+    return HistoryError(f"{path}:{n}: {what} JSON ({msg})")
+
+
+def read_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False,
+               limits: Limits | None = None) -> list[Op]:
+    with gc_paused():
+        return list(iter_jsonl(path, tolerate_torn_tail=tolerate_torn_tail, limits=limits))
 
 
 @dataclass(slots=True)
@@ -194,9 +367,9 @@ def pairs(history: Iterable[Op], *, include_nemesis: bool = False) -> list[Pair]
                     f"op {op.index}: process {op.process} invoked again while op "
                     f"{open_[op.process].invoke.index} was still in flight"
                 )
-            p = Pair(op, None)
-            open_[op.process] = p
-            out.append(p)
+            started = Pair(op, None)
+            open_[op.process] = started
+            out.append(started)
         else:
             p = open_.pop(op.process, None)
             if p is None:

@@ -75,7 +75,7 @@ def test_search_over_budget_exits_2(tmp_path: Path, capsys) -> None:
     (["broken.edn"], "broken.edn:2: "),
     (["h.jsonl", "--format", "yaml"], "Invalid value for '--format'"),
     (["h.jsonl", "--initial", '"zero"'], "the initial state does not suit the counter model"),
-    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be positive"),
+    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be a positive"),
     (["independent.edn", "--model", "cas-register"], "use --model kv"),
 ])
 def test_bad_usage_or_input_exits_254_with_one_line(tmp_path: Path, args: list[str],

@@ -1,0 +1,121 @@
+"""A fast reader for the part of EDN that Jepsen writes, falling back to edn_format.
+
+Jepsen histories are vectors of flat op maps: keywords, integers, strings, nil,
+vectors of those. ``edn_format`` (the reference) lexes with PLY and builds immutable
+collections token by token: 7 s for the 2.7 MB Knossos corpus. Here one regular
+expression splits the text into tokens in C and a loop builds the *plain* values
+(``harness.formats.plain``: keywords and symbols as strings, vectors and lists as
+lists, maps as dicts with string keys, sets as sorted lists) directly.
+
+Only tokens whose meaning is certain are taken: any other token (a character, a ratio,
+an escape in a string, a tag other than Jepsen's op record, a number with a suffix)
+raises ``Unsupported`` and the caller reads the whole text with edn_format instead, so
+the fast path never decides what the reference would decide differently.
+``tests/test_formats.py`` checks the two agree on the Knossos corpus and on generated
+EDN.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from harness.reading import CHECK_EVERY, MAX_DEPTH, Limits, check_budget
+
+_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|#\{|[\[\](){}]|;[^\n]*|[^\s,\[\](){}";]+|"')
+_ATOM = re.compile(
+    r"(?P<int>-?(?:0|[1-9][0-9]{0,17}))"
+    r"|(?P<float>-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]{1,3})?)"
+    r"|:(?P<kw>[A-Za-z0-9_.*+!?$%&=<>-]+(?:/[A-Za-z0-9_.*+!?$%&=<>-]+)?)"
+    r"|(?P<sym>[A-Za-z][A-Za-z0-9_.*+!?$%&=<>-]*(?:/[A-Za-z0-9_.*+!?$%&=<>-]+)?)"
+)
+_CONSTANTS: dict[str, Any] = {"nil": None, "true": True, "false": False}
+_JEPSEN_OP_TAG = "#jepsen.history.Op"   # a record whose body is an ordinary op map
+_CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+
+
+class Unsupported(Exception):
+    """The text holds something the fast path does not read: use the reference."""
+
+
+def loads_all(text: str, limits: Limits | None = None) -> list[Any]:
+    """Every top-level form of ``text`` as plain values, or ``Unsupported``.
+
+    ``limits`` is consulted every ``CHECK_EVERY`` tokens (``BudgetExceeded``)."""
+    tokens = _TOKENS.findall(text)
+    top: list[Any] = []
+    items = top
+    stack: list[tuple[list[Any], str]] = []   # (the enclosing items, this opener)
+    atoms: dict[str, Any] = {}   # each distinct atom text decoded once
+    for base in range(0, len(tokens), CHECK_EVERY):
+        if base:
+            check_budget(limits, f"token {base}")
+        for tok in tokens[base:base + CHECK_EVERY]:
+            c = tok[0]
+            if c == '"':
+                if len(tok) < 2 or "\\" in tok:
+                    raise Unsupported(tok[:20])
+                items.append(tok[1:-1])
+            elif c in "[({" or tok == "#{":
+                if len(stack) >= MAX_DEPTH:
+                    raise Unsupported("nested too deep")
+                stack.append((items, tok))
+                items = []
+            elif c in "])}":
+                if not stack:
+                    raise Unsupported("unbalanced")
+                outer, opener = stack.pop()
+                if _CLOSER[opener] != c:
+                    raise Unsupported("unbalanced")
+                outer.append(_collection(opener, items))
+                items = outer
+            elif c == ";" or tok == _JEPSEN_OP_TAG:
+                continue
+            else:
+                try:
+                    items.append(atoms[tok])
+                except KeyError:
+                    items.append(atoms.setdefault(tok, _atom(tok)))
+    if stack:
+        raise Unsupported("unbalanced")
+    return top
+
+
+def _atom(tok: str) -> Any:
+    if tok in _CONSTANTS:
+        return _CONSTANTS[tok]
+    m = _ATOM.fullmatch(tok)
+    if m is None:
+        raise Unsupported(tok[:20])
+    kind = m.lastgroup
+    if kind == "int":
+        return int(tok)
+    if kind == "float":
+        value = float(tok)
+        return int(value) if value.is_integer() else value  # as JSON: 2.0 is 2
+    return m.group(kind or 0)  # a keyword's or a symbol's name
+
+
+def _collection(opener: str, items: list[Any]) -> Any:
+    if opener == "{":
+        if len(items) % 2:
+            raise Unsupported("odd map")
+        keys = [k if type(k) is str else _key(k) for k in items[::2]]
+        if len(set(keys)) != len(keys):
+            raise Unsupported("duplicate keys")
+        return dict(zip(keys, items[1::2]))
+    if opener == "#{":
+        if not all(type(x) in (int, float) for x in items):
+            raise Unsupported("set of collections")
+        unique = list(set(items))
+        try:
+            return sorted(unique)
+        except TypeError:
+            return sorted(unique, key=repr)
+    return items
+
+
+def _key(k: Any) -> str:
+    if k is None or type(k) in (int, float, bool):
+        return str(k)
+    raise Unsupported("collection as a map key")
