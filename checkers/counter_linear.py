@@ -143,7 +143,9 @@ def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
 
 
 def _whole(value: Any) -> int | None:
-    """A read value as the model compares it (3.0 == 3, True == 1), or None."""
+    """A read value as the model compares it (3.0 == 3), or None."""
+    if type(value) is bool:   # not a count, though Python says True == 1
+        return None
     if isinstance(value, int | float) and math.isfinite(value) and value == int(value):
         return int(value)
     return None
