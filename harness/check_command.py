@@ -80,8 +80,8 @@ def _proved_streaming(path: Path, fmt: str, model: Model,
     streaming pass that holds no op (a million ops would take hundreds of MB as a
     list); None when the history is anything else: the caller reads it whole and checks
     it the usual way, which explains a violation or names an ill-typed line."""
-    if fmt != "jsonl" or type(model) is not Counter:
-        return None
+    if fmt != "jsonl" or type(model) is not Counter or type(model.initial) is not int:
+        return None   # (an ill-typed initial state is check_fit's to explain)
     started = time.monotonic()
     try:
         unit = prove_unit_counter(_well_typed(iter_records(path, limits=budget)),

@@ -51,28 +51,29 @@ class Lines:
 
 
 def op_starts(text: str) -> list[int]:
-    """The offset of each op-level element (as ``scan`` counts them), found with one
-    regular expression rather than the slow reference lexer: for naming the line of an
-    op that decoded but is not a valid op."""
-    starts: list[int] = []
+    """The offset of each op-level element, counted as the readers count ops (the
+    elements of a lone top-level vector or list, else the top-level forms), found with
+    one regular expression rather than the slow reference lexer: for naming the line
+    of an op that decoded but is not a valid op."""
+    top: list[int] = []      # top-level forms
+    inner: list[int] = []    # elements of the first top-level form
     depth = 0
-    op_depth: int | None = None
     for m in _STRUCTURE.finditer(text):
         tok = m.group()
         c = tok[0]
-        if c == ";" or tok.startswith("#") and tok != "#{":
+        if c == ";" or c == "#" and tok != "#{":
             continue   # comments; tags belong to the form they precede
-        if op_depth is None:
-            op_depth = 1 if c in "[(" else 0
-        if c in "[({":
-            if depth == op_depth:
-                starts.append(m.start())
+        if depth == 0 and c not in "])}":
+            top.append(m.start())
+        elif depth == 1 and len(top) == 1 and c not in "])}":
+            inner.append(m.start())
+        if c in "[({" or tok == "#{":
             depth += 1
         elif c in "])}":
-            depth -= 1
-        elif depth == op_depth:
-            starts.append(m.start())
-    return starts
+            depth = max(depth - 1, 0)
+    if len(top) == 1 and text[top[0]] in "[(":
+        return inner
+    return top
 
 
 def scan(text: str) -> Scan:
@@ -134,7 +135,7 @@ def edn_error(text: str, path: Path, fallback: str) -> HistoryError:
             return HistoryError(f"{path}:{lines.at(a)}: unsupported EDN tag #{tag}")
         except REFERENCE_ERRORS as e:
             return HistoryError(f"{path}:{lines.at(a)}: {edn_message(e)}")
-    return HistoryError(f"{path}: {fallback}")
+    return HistoryError(f"{path}:1: {fallback}")
 
 
 def edn_message(e: BaseException) -> str:

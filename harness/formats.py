@@ -38,6 +38,7 @@ from harness.reading import (
     MAX_DEPTH,
     HistoryError,
     Limits,
+    not_utf8,
     open_history,
     read_text,
 )
@@ -87,7 +88,7 @@ def detect_format(text: str, path: Path | str = "<history>") -> str:
     """
     lines = [ln for ln in text.split("\n") if ln.strip() and not ln.lstrip().startswith(";")]
     if not lines:
-        raise HistoryError(f"{path}: empty history")
+        raise HistoryError(f"{path}:1: empty history")
     first = lines[0].lstrip()
     if first.startswith(('{"', '{ "')):
         return "jsonl"
@@ -112,7 +113,7 @@ def read_head(path: Path | str, limit: int = 1 << 18) -> str:
         return head.decode("utf-8")
     except UnicodeDecodeError as e:
         if e.start < len(head) - 3:
-            raise HistoryError(f"{path}: not UTF-8 text (byte {e.start})") from None
+            raise not_utf8(path, head, e) from None
         return head[:e.start].decode("utf-8")
 
 
@@ -228,7 +229,7 @@ def _ops_from_maps(forms: list[Any], text: str, path: Path,
 def _at_op(text: str, path: Path, i: int, e: HistoryError) -> HistoryError:
     """``e`` placed at the line where the ``i``-th op-level element begins."""
     starts = op_starts(text)
-    line = Lines(text).at(starts[i]) if i < len(starts) else "?"
+    line = Lines(text).at(starts[i]) if i < len(starts) else 1
     return HistoryError(f"{path}:{line}: {e}")
 
 
@@ -308,7 +309,8 @@ def read_jepsen_log(text: str, path: Path, limits: Limits | None = None) -> list
         if m:
             matches.append((n, m))
     if not matches:
-        raise HistoryError(f"{path}: no Jepsen op lines (`jepsen.util - P :type :f value`)")
+        raise HistoryError(f"{path}:1: no Jepsen op lines (`jepsen.util - P :type :f "
+                           "value`)")
     last = matches[-1][0]
     if not text.endswith("\n") and last == text.count("\n") + 1:
         # A logger ends every line; an op line without its newline was cut short, and
@@ -355,7 +357,7 @@ def _log_values(first_line: dict[str, int], path: Path,
             raise HistoryError(f"{where}: {e}") from None
         except REFERENCE_ERRORS:
             raise HistoryError(f"{where}: malformed op value {_describe(t)}") from None
-    raise HistoryError(f"{path}: malformed op values")
+    raise HistoryError(f"{path}:{min(first_line.values())}: malformed op values")
 
 
 _READERS: dict[str, Callable[[str, Path, Limits | None], list[Op]]] = {

@@ -119,8 +119,15 @@ def read_text(path: Path | str, limits: Limits | None = None) -> str:
     """The file's text; a missing, unreadable, special or non-UTF-8 file is a
     HistoryError."""
     data = read_bytes(path, limits)
-    with friendly_errors(path):
+    try:
         return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise not_utf8(path, data, e) from None
+
+
+def not_utf8(path: Path | str, data: bytes, e: UnicodeDecodeError) -> HistoryError:
+    line = data.count(b"\n", 0, e.start) + 1
+    return HistoryError(f"{path}:{line}: not UTF-8 text (byte {e.start})")
 
 
 class _TooDeep(Exception):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,8 @@ from harness.check_command import build_model, check_file, check_fit, parse_init
 from harness.errors import UsageError
 from harness.formats import read_history
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "knossos"
+CORPUS = Path(os.environ.get("SPLITBRAIN_CORPUS", "")
+              or Path(__file__).resolve().parents[2] / "shared" / "corpus") / "knossos"
 
 
 def splitbrain(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
