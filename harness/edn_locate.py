@@ -43,37 +43,53 @@ class Scan:
 class Lines:
     """Character offset -> 1-based line number."""
 
-    def __init__(self, text: str) -> None:
+    def __init__(self, text: str, first: int = 1) -> None:
         self.starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.first = first
 
     def at(self, pos: int) -> int:
-        return bisect.bisect_right(self.starts, pos)
+        return bisect.bisect_right(self.starts, pos) + self.first - 1
 
 
 def op_starts(text: str) -> list[int]:
+    return op_spans(text)[0]
+
+
+def op_spans(text: str) -> tuple[list[int], int]:
     """The offset of each op-level element, counted as the readers count ops (the
     elements of a lone top-level vector or list, else the top-level forms), found with
     one regular expression rather than the slow reference lexer: for naming the line
-    of an op that decoded but is not a valid op."""
+    of an op that decoded but is not a valid op, and for reading a long text in parts.
+    Also where the last element ends: the lone vector's closing bracket, or the end.
+    A tag belongs to the element it precedes."""
     top: list[int] = []      # top-level forms
     inner: list[int] = []    # elements of the first top-level form
     depth = 0
+    tag: int | None = None   # where a tag waiting for its element began
+    close = len(text)
     for m in _STRUCTURE.finditer(text):
         tok = m.group()
         c = tok[0]
-        if c == ";" or c == "#" and tok != "#{":
-            continue   # comments; tags belong to the form they precede
+        if c == ";":
+            continue
+        start = m.start() if tag is None else tag
+        if c == "#" and tok != "#{":
+            tag = start if depth <= 1 else None
+            continue
+        tag = None
         if depth == 0 and c not in "])}":
-            top.append(m.start())
+            top.append(start)
         elif depth == 1 and len(top) == 1 and c not in "])}":
-            inner.append(m.start())
+            inner.append(start)
         if c in "[({" or tok == "#{":
             depth += 1
         elif c in "])}":
             depth = max(depth - 1, 0)
+            if depth == 0 and len(top) == 1:
+                close = m.start()
     if len(top) == 1 and text[top[0]] in "[(":
-        return inner
-    return top
+        return inner, close
+    return top, len(text)
 
 
 def scan(text: str) -> Scan:
@@ -119,9 +135,10 @@ def scan(text: str) -> Scan:
     return Scan(spans)
 
 
-def edn_error(text: str, path: Path, fallback: str) -> HistoryError:
-    """The first problem in an EDN text that edn_format refused, with its line."""
-    lines = Lines(text)
+def edn_error(text: str, path: Path, fallback: str, first_line: int = 1) -> HistoryError:
+    """The first problem in an EDN text that edn_format refused, with its line
+    (``text`` may be a part of the file that begins at ``first_line``)."""
+    lines = Lines(text, first_line)
     found = scan(text)
     if found.problem:
         pos = min(found.problem_pos, max(len(text.rstrip()) - 1, 0))
@@ -135,7 +152,7 @@ def edn_error(text: str, path: Path, fallback: str) -> HistoryError:
             return HistoryError(f"{path}:{lines.at(a)}: unsupported EDN tag #{tag}")
         except REFERENCE_ERRORS as e:
             return HistoryError(f"{path}:{lines.at(a)}: {edn_message(e)}")
-    return HistoryError(f"{path}:1: {fallback}")
+    return HistoryError(f"{path}:{first_line}: {fallback}")
 
 
 def edn_message(e: BaseException) -> str:

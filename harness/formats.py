@@ -32,12 +32,20 @@ import edn_format
 from edn_format import EDNDecodeError, Keyword, Symbol
 
 from harness import edn_fast
-from harness.edn_locate import REFERENCE_ERRORS, Lines, edn_error, edn_message, op_starts
+from harness.edn_locate import (
+    REFERENCE_ERRORS,
+    Lines,
+    edn_error,
+    edn_message,
+    op_spans,
+    op_starts,
+)
 from harness.history import TYPES, Op, read_jsonl
 from harness.reading import (
     MAX_DEPTH,
     HistoryError,
     Limits,
+    check_budget,
     not_utf8,
     open_history,
     read_text,
@@ -163,24 +171,64 @@ def _load_edn(text: str, path: Path, limits: Limits | None = None) -> list[Any]:
     try:
         forms = edn_fast.loads_all(text, limits)
     except edn_fast.Unsupported:
-        forms = _load_reference(text, path)
-    if len(forms) == 1 and isinstance(forms[0], list):
-        return forms[0]
+        return _load_reference(text, path, limits)
+    if len(forms) == 1 and isinstance(forms[0], list) and _LONE_SEQUENCE.match(text):
+        return forms[0]   # (a lone set is a list too once plain, but holds no ops)
     return forms
 
 
-def _load_reference(text: str, path: Path) -> list[Any]:
-    try:
-        forms = edn_format.loads_all(text)
-    except REFERENCE_ERRORS as e:
-        raise edn_error(text, path, edn_message(e)) from None
-    out = []
-    for i, form in enumerate(forms):
+_LONE_SEQUENCE = re.compile(r"(?:[\s,]|;[^\n]*|#[A-Za-z][^\s,\[\](){}\"]*)*[\[(]")
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+REFERENCE_PART = 2000
+"""Op-level elements edn_format reads per call, so that the budget is consulted between
+calls and a history of millions of ops never exists whole as edn_format's values."""
+
+
+def _load_reference(text: str, path: Path, limits: Limits | None) -> list[Any]:
+    """The op-level forms of ``text`` as edn_format reads them: in parts of
+    ``REFERENCE_PART`` elements when there are more (each part is read alone, so a
+    part's error is placed at the part's lines)."""
+    starts, end = op_spans(text)
+    whole = len(starts) <= REFERENCE_PART or _stray(text[:starts[0]], "[(") or \
+        _stray(text[end + 1:] if end < len(text) else "", "") or _unsplittable(text)
+    lines = Lines(text)
+    out: list[Any] = []
+    for k in range(0, 1 if whole else len(starts), REFERENCE_PART):
+        if k:
+            check_budget(limits, f"line {lines.at(starts[k])}")
+        a, b = (0, len(text)) if whole else (
+            starts[k], starts[k + REFERENCE_PART] if k + REFERENCE_PART < len(starts) else end)
+        part = text[a:b]
         try:
-            out.append(plain(form))
-        except HistoryError as e:
-            raise _at_op(text, path, i, e) from None
+            forms = edn_format.loads_all(part)
+        except REFERENCE_ERRORS as e:
+            raise edn_error(part, path, edn_message(e), lines.at(a)) from None
+        if whole and len(forms) == 1 and _is_list(forms[0]):
+            forms = list(forms[0])
+        for i, form in enumerate(forms, k):
+            try:
+                out.append(plain(form))
+            except HistoryError as e:
+                raise _at_op(text, path, i, e) from None
     return out
+
+
+def _unsplittable(text: str) -> bool:
+    """Whether ``text`` has what ``op_spans`` does not follow: a discarded form (``#_``)
+    or a character literal (``\\(`` would count as a bracket)."""
+    outside_strings = _STRING.sub("", text)
+    return "#_" in outside_strings or "\\" in outside_strings
+
+
+def _stray(text: str, allowed: str) -> bool:
+    """Whether ``text`` (before the first element or after the last) holds anything
+    but whitespace, commas, comments and one of ``allowed``."""
+    rest = re.sub(r";[^\n]*|[\s,]", "", text)
+    return rest not in ("", *allowed)
+
+
+def _is_list(v: Any) -> bool:
+    return isinstance(v, Sequence) and not isinstance(v, str)
 
 
 # ---------------------------------------------------------------- readers

@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers.calls import Budget
-from harness import edn_fast
+from harness import edn_fast, formats
 from harness.formats import FORMATS, plain, read_history
 from harness.history import HistoryError, Op, iter_records, read_jsonl
 from harness.reading import BudgetExceeded
@@ -34,7 +35,7 @@ from harness.reading import BudgetExceeded
 CORPUS = Path(os.environ.get("SPLITBRAIN_CORPUS", "")
               or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 LINE_ERROR = re.compile(r"^\S.*?:\d+: \S")
-SETTINGS = settings(max_examples=150, deadline=3000,
+SETTINGS = settings(max_examples=300, deadline=3000,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
                                            HealthCheck.too_slow])
 
@@ -196,6 +197,35 @@ def test_fast_edn_agrees_with_edn_format(forms):
     except edn_fast.Unsupported:
         return   # the reader uses the reference then
     assert fast == reference(text), text
+
+
+def reference_ops(text: str) -> list[Any] | None:
+    """The op-level forms as the reader has always taken them from edn_format."""
+    try:
+        raw = edn_format.loads_all(text)
+        if len(raw) == 1 and isinstance(raw[0], Sequence) and not isinstance(raw[0], str):
+            raw = list(raw[0])
+        return [plain(f) for f in raw]
+    except Exception:   # noqa: BLE001 - any refusal: the reader must refuse too
+        return None
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])  # set once, kept
+@given(forms=st.lists(edn_forms, max_size=6), wrap=st.booleans())
+def test_edn_read_in_parts_or_fast_gives_the_references_ops(monkeypatch, forms, wrap):
+    """Long texts the fast path refuses are read by edn_format in parts (so the budget
+    is consulted between them); parts of two elements must change nothing."""
+    monkeypatch.setattr(formats, "REFERENCE_PART", 2)
+    text = "\n".join(forms)
+    text = f"[{text}]" if wrap else text
+    expected = reference_ops(text)
+    for load in (formats._load_reference, formats._load_edn):
+        try:
+            got = load(text, Path("h.edn"), None)
+        except HistoryError:
+            got = None
+        assert repr(got) == repr(expected), (load.__name__, text)
 
 
 @pytest.mark.skipif(not (CORPUS / "knossos").is_dir(), reason="no ../shared/corpus")
