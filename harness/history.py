@@ -41,10 +41,7 @@ class _Extra(dict[str, Any]):
     empty dicts would cost a third of the history's memory."""
 
     __slots__ = ("_op",)
-
-    def __init__(self, op: Op) -> None:
-        super().__init__()
-        self._op = op
+    _op: Op   # set right after construction (no __init__: dict's own is faster)
 
     def _attach(self) -> None:
         if self._op._extra is None:
@@ -90,7 +87,10 @@ class Op:
     @property
     def extra(self) -> dict[str, Any]:
         e = self._extra
-        return _Extra(self) if e is None else e
+        if e is None:
+            e = _Extra()
+            e._op = self
+        return e
 
     @extra.setter
     def extra(self, value: dict[str, Any]) -> None:
