@@ -180,8 +180,10 @@ def _in_workers(searches: list[PartSearch], budget: Budget, workers: int
 
 def _continue_search(i: int) -> PartResult:
     s = _HANDOVER.searches[i]
+    budget = _HANDOVER.budget
+    assert budget is not None   # set before the pool forked
     with gc_paused():
-        return s.result(run_slices(s.slices, _HANDOVER.budget))
+        return s.result(run_slices(s.slices, budget))
 
 
 def _summarize(base: dict, parts: list[Part], results: list[PartResult],
@@ -202,6 +204,7 @@ def _summarize(base: dict, parts: list[Part], results: list[PartResult],
     invalid = next((r for r in results if r.valid is False), None)
     if invalid is not None:
         cx = invalid.counterexample
+        assert cx is not None   # every invalid part result carries one
         out.update(valid=False, analyzer=invalid.analyzer, explanation=cx.explanation,
                    counterexample=cx.to_dict())
         out["anomalies"] = [{"type": "nonlinearizable", "count": 1,
