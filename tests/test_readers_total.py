@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from checkers.calls import Budget
 from harness import edn_fast, formats
 from harness.formats import FORMATS, plain, read_history
-from harness.history import HistoryError, Op, iter_records, read_jsonl
+from harness.history import HistoryError, Op, iter_records, parse_op, read_jsonl
 from harness.reading import BudgetExceeded
 
 CORPUS = Path(os.environ.get("SPLITBRAIN_CORPUS", "")
@@ -132,6 +132,30 @@ def test_any_bytes_read_or_fail_in_one_line(tmp_path, data, fmt):
 def test_jsonl_of_hostile_values_reads_or_fails_in_one_line(tmp_path, ops, junk):
     text = "".join(json.dumps(op) + "\n" for op in ops) + junk
     read_or_error(tmp_path, text.encode(), "jsonl")
+
+
+@SETTINGS
+@given(ops=st.lists(json_ops(), max_size=8), blank=st.integers(0, 8))
+def test_jsonl_read_in_batches_equals_line_by_line(tmp_path, ops, blank):
+    """Lines are decoded in batches straight into records; a batch with any line the
+    records do not fit is read line by line. Either way the ops are the same."""
+    lines = [json.dumps(op) for op in ops]
+    lines.insert(min(blank, len(lines)), "")
+    path = tmp_path / "h.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    try:
+        expected = [parse_op(json.loads(line), "x") for line in lines if line]
+        for n, op in enumerate(expected):
+            if op.index < 0:
+                op.index = [i for i, line in enumerate(lines) if line][n]
+    except (HistoryError, ValueError, RecursionError):
+        expected = None
+    try:
+        got = read_jsonl(path)
+    except HistoryError:
+        got = None
+    if expected is not None:
+        assert got == expected
 
 
 @SETTINGS
