@@ -33,6 +33,9 @@ _PAIR = re.compile(r"[\s,]*:(" + _NAME + r")[\s,]+(" + _PLAIN + r"+|\[[^\]]*\])"
 _FLAT_MAP = re.compile(r"\{(?:[\s,]*:" + _NAME + r"[\s,]+(?:" + _PLAIN
                        + r"+|\[[^\]]*\]))*[\s,]*\}")
 _SEPARATORS = re.compile(r"[\s,]+")
+_MISSING = object()
+CACHED = 1 << 16
+"""Distinct atom texts decoded once and kept."""
 _ATOM = re.compile(
     r"(?P<int>-?(?:0|[1-9][0-9]{0,17}))"
     r"|(?P<float>-?[0-9]+\.[0-9]+(?:[eE][+-]?[0-9]{1,3})?)"
@@ -86,10 +89,7 @@ def loads_all(text: str, limits: Limits | None = None) -> list[Any]:
             elif c == ";" or tok == _JEPSEN_OP_TAG:
                 continue
             else:
-                try:
-                    items.append(atoms[tok])
-                except KeyError:
-                    items.append(atoms.setdefault(tok, _atom(tok)))
+                items.append(_cached(tok, atoms))
     if stack:
         raise Unsupported("unbalanced")
     return top
@@ -97,16 +97,20 @@ def loads_all(text: str, limits: Limits | None = None) -> list[Any]:
 
 def _flat_map(tok: str, atoms: dict[str, Any]) -> Any:
     """A map of keywords to atoms and vectors of atoms (most of a Jepsen history), read
-    as one token: a pair costs one match instead of a trip round the token loop."""
+    as one token: a pair costs one match instead of a trip round the token loop, and
+    each distinct value text is decoded once."""
     if _FLAT_MAP.fullmatch(tok) is None:
         return _general_map(tok, atoms)
-    out: dict[str, Any] = {}
     pairs = _PAIR.findall(tok, 1)
+    get = atoms.get
+    out = {}
     for key, text in pairs:
-        if text[0] == "[":
-            out[key] = [_cached(x, atoms) for x in _SEPARATORS.split(text[1:-1]) if x]
-        else:
-            out[key] = _cached(text, atoms)
+        v = get(text, _MISSING)
+        if v is _MISSING:
+            v = _cached(text, atoms)
+        if type(v) is tuple:
+            v = list(v)   # a vector: each op gets its own list
+        out[key] = v
     if len(out) != len(pairs):
         raise Unsupported("duplicate keys")
     return out
@@ -129,10 +133,18 @@ def _general_map(tok: str, atoms: dict[str, Any]) -> Any:
 
 
 def _cached(tok: str, atoms: dict[str, Any]) -> Any:
+    """An atom's value, or a flat vector's as a tuple (the caller copies it)."""
     try:
         return atoms[tok]
     except KeyError:
-        return atoms.setdefault(tok, _atom(tok))
+        pass
+    if tok[0] == "[":
+        value: Any = tuple(_cached(x, atoms) for x in _SEPARATORS.split(tok[1:-1]) if x)
+    else:
+        value = _atom(tok)
+    if len(atoms) < CACHED:   # times and indices never repeat: keep the cache small
+        atoms[tok] = value
+    return value
 
 
 def _escaped(tok: str) -> str:
@@ -144,6 +156,8 @@ def _escaped(tok: str) -> str:
 
 
 def _atom(tok: str) -> Any:
+    if tok.isdigit() and tok.isascii() and len(tok) < 19 and (tok[0] != "0" or tok == "0"):
+        return int(tok)   # the commonest atom, without the regular expression
     if tok in _CONSTANTS:
         return _CONSTANTS[tok]
     m = _ATOM.fullmatch(tok)

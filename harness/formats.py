@@ -46,6 +46,7 @@ from harness.reading import (
     HistoryError,
     Limits,
     check_budget,
+    gc_paused,
     not_utf8,
     open_history,
     read_text,
@@ -80,7 +81,8 @@ def read_history(path: Path | str, fmt: str = "auto", *,
         fmt = detect_file_format(path)
     if fmt == "jsonl":
         return read_jsonl(path, limits=limits)
-    return _READERS[fmt](read_text(path, limits), path, limits)
+    with gc_paused():   # millions of new objects, no cycles among them
+        return _READERS[fmt](read_text(path, limits), path, limits)
 
 
 def detect_file_format(path: Path | str) -> str:
