@@ -351,3 +351,12 @@ def test_a_linearizable_unit_counter_is_proved_streaming(tmp_path: Path) -> None
     assert ok["valid"] is True and ok["ops"] == 3
     lost = check_file(jsonl(tmp_path, "lost.jsonl", COUNTER_LOST), model="counter")
     assert lost["valid"] is False and lost["counterexample"]["explanation"]
+
+
+def test_the_memory_limit_bounds_reading(tmp_path: Path) -> None:
+    """A memory limit below what the process already holds stops the read at once:
+    unknown (exit 2), never a machine driven into swap by a huge history."""
+    path = jsonl(tmp_path, "h.jsonl", COUNTER_OK * 10)
+    r = splitbrain(path, "--memory-limit", "1")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "memory limit of 1 MiB reached while reading the history" in r.stdout
