@@ -85,11 +85,16 @@ def prove_unit_counter(ops: Iterable[OpLike], initial: int = 0) -> dict | None:
 class OpLike(Protocol):
     """What the scan reads of an op (``Op``, or a reader's record of one line)."""
 
-    type: str
-    f: str
-    value: Any
-    process: Any
-    index: int
+    @property
+    def type(self) -> str: ...
+    @property
+    def f(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+    @property
+    def process(self) -> Any: ...
+    @property
+    def index(self) -> int: ...
 
 
 @dataclass
@@ -121,6 +126,7 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
     bad_read: int | None = None  # completion position of a read no count can explain
     backwards: int | None = None  # index into rd_* of a read below an earlier read
     ops = 0
+    pop = open_.pop
     for pos, op in enumerate(history):
         process = op.process
         if process == NEMESIS:
@@ -141,7 +147,7 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
             else:
                 return None
             continue
-        entry = open_.pop(process, None)
+        entry = pop(process, None)
         if entry is None:
             raise HistoryError(f"op {op.index}: {op.type} for process {process} "
                                "with no invocation")
@@ -161,7 +167,8 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
             rank = value - initial
             if rank < bound and backwards is None:
                 backwards = len(rd_rank)
-            max_seen = max(max_seen, rank)
+            if rank > max_seen:
+                max_seen = rank
             rd_start.append(start)
             rd_end.append(pos)
             rd_rank.append(rank)

@@ -292,8 +292,8 @@ def test_check_of_dev_zero_and_a_fifo_exits_254_at_once(tmp_path):
 
 
 def test_a_line_without_end_is_bounded(tmp_path, monkeypatch):
-    from harness import history
-    monkeypatch.setattr(history, "MAX_LINE", 1000)
+    from harness import jsonl
+    monkeypatch.setattr(jsonl, "MAX_LINE", 1000)
     path = tmp_path / "h.jsonl"
     path.write_bytes(b"{" + b" " * (3 << 20))
     with pytest.raises(HistoryError, match=r":1: line longer than"):
