@@ -283,9 +283,13 @@ def test_a_float_counter_read_compares_as_a_number(tmp_path: Path, read, code) -
     assert r.returncode == code, (r.stdout, r.stderr)
 
 
+@pytest.mark.parametrize("delta", [1, 2])   # 1: the streaming proof's path first
 @pytest.mark.parametrize("read", ["abc", True, [2], {"n": 2}, None])
-def test_a_non_number_counter_read_is_an_error_at_its_line(tmp_path: Path, read) -> None:
-    path = jsonl(tmp_path, "h.jsonl", [*ADD2_READ, (0, "ok", "read", read)])
+def test_a_non_number_counter_read_is_an_error_at_its_line(tmp_path: Path, read,
+                                                           delta) -> None:
+    ops = [(0, "invoke", "add", delta), (0, "ok", "add", delta),
+           (0, "invoke", "read", None), (0, "ok", "read", read)]
+    path = jsonl(tmp_path, "h.jsonl", ops)
     r = splitbrain(path)
     assert r.returncode == 254, (r.stdout, r.stderr)
     assert f"{path}:4: a counter read value must be a number" in r.stderr, r.stderr
