@@ -36,23 +36,36 @@ def check_counter_bounds(calls: list[Call], initial: int) -> BoundsViolation | N
     ``calls`` are the counter's ``add`` and ok ``read`` calls (crashed reads dropped).
     """
     adds = [c for c in calls if c.f == "add"]
-    by_start = sorted(adds, key=lambda c: c.start)
+    by_start = sorted(adds, key=_start)
     starts = [c.start for c in by_start]
     pos_by_start = [0, *accumulate(max(c.arg, 0) for c in by_start)]
     neg_by_start = [0, *accumulate(min(c.arg, 0) for c in by_start)]
-    done = sorted((c for c in adds if c.end is not None), key=lambda c: c.end)
-    ends = [c.end for c in done]
+    done = sorted((c for c in adds if c.end is not None), key=_end)
+    ends = [_end(c) for c in done]
     pos_by_end = [0, *accumulate(max(c.arg, 0) for c in done)]
     neg_by_end = [0, *accumulate(min(c.arg, 0) for c in done)]
-    reads = sorted((c for c in calls if c.f == "read"), key=lambda c: c.end)
+    reads = sorted((c for c in calls if c.f == "read"), key=_end)
     for r in reads:
         k_done = bisect_left(ends, r.start)  # ok adds returned before the read began
-        k_started = bisect_left(starts, r.end)  # adds invoked before the read returned
+        k_started = bisect_left(starts, _end(r))  # adds invoked before the read returned
         low = initial + pos_by_end[k_done] + neg_by_start[k_started]
         high = initial + pos_by_start[k_started] + neg_by_end[k_done]
-        if not isinstance(r.result, int) or not low <= r.result <= high:
+        v = r.result
+        # Numbers compare as numbers, as the model's step does (a read of 2.0 is a read
+        # of 2); a non-number matches no count.
+        if not (type(v) is int or type(v) is float) or not low <= v <= high:
             definite = done[:k_done]
             seen = {id(c) for c in definite}
             in_flight = [c for c in by_start[:k_started] if id(c) not in seen]
             return BoundsViolation(r, low, high, definite, in_flight)
     return None
+
+
+def _start(c: Call) -> int:
+    return c.start
+
+
+def _end(c: Call) -> int:
+    """A completed call's end (the calls sorted by it all have one)."""
+    assert c.end is not None
+    return c.end

@@ -48,9 +48,13 @@ from __future__ import annotations
 import bisect
 import heapq
 import math
-from typing import Any
+from array import array
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from checkers.counterexample import Counterexample, OpView
+from checkers.search import gc_paused
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op, completions
 
 ANALYZER = "counter-edf"
@@ -61,19 +65,68 @@ def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
 
     Real-time order is history order. Nemesis ops are ignored.
     """
+    with gc_paused():
+        scan = _scan(history, initial)
+    return None if scan is None else _verdict(scan, history, initial)
+
+
+def prove_unit_counter(ops: Iterable[OpLike], initial: int = 0) -> dict | None:
+    """The valid verdict for a stream of ``add 1`` and ``read`` ops that is
+    linearizable; None otherwise (other ops, or not linearizable: explaining why needs
+    the history as a list, so the caller reads it and calls ``check_unit_counter``).
+
+    One pass that keeps only positions and ranks, so a history of millions of ops can
+    be proved without ever being held in memory."""
+    with gc_paused():
+        scan = _scan(ops, initial)
+    return None if scan is None else _verdict(scan, None, initial)
+
+
+class OpLike(Protocol):
+    """What the scan reads of an op (``Op``, or a reader's record of one line)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def f(self) -> str: ...
+    @property
+    def value(self) -> Any: ...
+    @property
+    def process(self) -> Any: ...
+    @property
+    def index(self) -> int: ...
+
+
+@dataclass
+class _Scan:
+    """What one pass over the history keeps: positions, ranks and counts."""
+
+    ops: int
+    max_seen: int
+    inc_end: array[int]
+    inc_low: list[int]
+    failed_starts: array[int]
+    reads: _Reads
+    rd_adds: array[int]
+    bad_read: int | None
+    backwards: int | None
+
+
+def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
     open_: dict[Any, tuple[int, int, bool]] = {}
     max_seen = 0  # largest rank of an ok read completed so far
     attempted = 0  # adds invoked so far
-    inc_end: list[int] = []  # ok increments, in completion order
+    inc_end = array("q")  # ok increments, in completion order
     inc_low: list[int] = []
-    failed_starts: list[int] = []
-    rd_start: list[int] = []  # ok reads with a whole-number value, in completion order
-    rd_end: list[int] = []
+    failed_starts = array("q")
+    rd_start = array("q")  # ok reads with a whole-number value, in completion order
+    rd_end = array("q")
     rd_rank: list[int] = []
-    rd_adds: list[int] = []  # adds invoked before the read completed
+    rd_adds = array("q")  # adds invoked before the read completed
     bad_read: int | None = None  # completion position of a read no count can explain
     backwards: int | None = None  # index into rd_* of a read below an earlier read
     ops = 0
+    pop = open_.pop
     for pos, op in enumerate(history):
         process = op.process
         if process == NEMESIS:
@@ -94,7 +147,7 @@ def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
             else:
                 return None
             continue
-        entry = open_.pop(process, None)
+        entry = pop(process, None)
         if entry is None:
             raise HistoryError(f"op {op.index}: {op.type} for process {process} "
                                "with no invocation")
@@ -114,36 +167,49 @@ def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
             rank = value - initial
             if rank < bound and backwards is None:
                 backwards = len(rd_rank)
-            max_seen = max(max_seen, rank)
+            if rank > max_seen:
+                max_seen = rank
             rd_start.append(start)
             rd_end.append(pos)
             rd_rank.append(rank)
             rd_adds.append(attempted)
 
-    reads = _Reads(rd_start, rd_end, rd_rank)
+    return _Scan(ops, max_seen, inc_end, inc_low, failed_starts,
+                 _Reads(rd_start, rd_end, rd_rank), rd_adds, bad_read, backwards)
+
+
+def _verdict(scan: _Scan, history: list[Op] | None, initial: int) -> dict | None:
+    """The verdict from a scan; with no ``history``, None where it would be invalid."""
+    ops, reads, max_seen = scan.ops, scan.reads, scan.max_seen
+    bad_read, backwards, failed_starts = scan.bad_read, scan.backwards, scan.failed_starts
+    rd_end, rd_rank, rd_adds = reads.end, reads.rank, scan.rd_adds
+    inc_end, inc_low = scan.inc_end, scan.inc_low
+    explain = None if history is None else _Explainer(history, initial)
     if bad_read is not None:
-        return _invalid(ops, *_Explainer(history, initial).bad_read(bad_read))
+        return None if explain is None else _invalid(ops, *explain.bad_read(bad_read))
     if backwards is not None:
-        return _invalid(ops, *_Explainer(history, initial).backwards(reads, backwards))
-    failed_starts.sort()
+        return None if explain is None else _invalid(ops, *explain.backwards(reads, backwards))
+    failed_starts = array("q", sorted(failed_starts))
     too_high = _read_above_attempts(rd_end, rd_rank, rd_adds, failed_starts)
     if too_high is not None:
         begun = rd_adds[too_high] - bisect.bisect_left(failed_starts, rd_end[too_high])
-        return _invalid(ops, *_Explainer(history, initial).above_attempts(
-            reads, too_high, begun))
+        return None if explain is None else _invalid(
+            ops, *explain.above_attempts(reads, too_high, begun))
     base = max_seen + 2  # exceeds every L and U below, so L * base + U sorts by L
     mandatory = [lo * base + up for lo, up in zip(inc_low, _upper_bounds(inc_end, reads))
                  if up is not None]
     deadline = _missed_deadline(mandatory, base)
     if deadline is not None:
-        return _invalid(ops, *_Explainer(history, initial).crowded(
+        return None if explain is None else _invalid(ops, *explain.crowded(
             reads, mandatory, base, deadline, inc_end))
     return {"valid": True, "model": "counter", "analyzer": ANALYZER, "ops": ops,
             "anomalies": []}
 
 
 def _whole(value: Any) -> int | None:
-    """A read value as the model compares it (3.0 == 3, True == 1), or None."""
+    """A read value as the model compares it (3.0 == 3), or None."""
+    if type(value) is bool:   # not a count, though Python says True == 1
+        return None
     if isinstance(value, int | float) and math.isfinite(value) and value == int(value):
         return int(value)
     return None
@@ -152,7 +218,7 @@ def _whole(value: Any) -> int | None:
 class _Reads:
     """The ok reads: positions of invocation and completion, and rank."""
 
-    def __init__(self, start: list[int], end: list[int], rank: list[int]) -> None:
+    def __init__(self, start: Sequence[int], end: Sequence[int], rank: list[int]) -> None:
         self.start, self.end, self.rank = start, end, rank
 
     def last_started(self, max_rank: int) -> int:
@@ -165,8 +231,8 @@ class _Reads:
         return next(i for i, w in enumerate(self.rank) if w >= min_rank)
 
 
-def _read_above_attempts(rd_end: list[int], rd_rank: list[int], rd_adds: list[int],
-                         failed_starts: list[int]) -> int | None:
+def _read_above_attempts(rd_end: Sequence[int], rd_rank: list[int], rd_adds: Sequence[int],
+                         failed_starts: Sequence[int]) -> int | None:
     """The first read whose rank exceeds the adds invoked (and not failed) before it
     completed: condition (d). ``failed_starts`` is sorted."""
     if not failed_starts:
@@ -181,7 +247,7 @@ def _read_above_attempts(rd_end: list[int], rd_rank: list[int], rd_adds: list[in
     return None
 
 
-def _upper_bounds(inc_end: list[int], reads: _Reads) -> list[int | None]:
+def _upper_bounds(inc_end: Sequence[int], reads: _Reads) -> list[int | None]:
     """For each ok increment (ends ascending), the least rank of an ok read that began
     after it ended, or None."""
     order = sorted(range(len(reads.start)), key=reads.start.__getitem__)
@@ -312,7 +378,7 @@ class _Explainer:
         return self._result(start, why, f"count = {self.initial + adds} or less")
 
     def crowded(self, reads: _Reads, mandatory: list[int], base: int, deadline: int,
-                inc_end: list[int]) -> tuple[str, Counterexample, dict[str, Any]]:
+                inc_end: Sequence[int]) -> tuple[str, Counterexample, dict[str, Any]]:
         """Explains a missed deadline by the window [a, deadline] that holds more
         mandatory increments than positions (one exists; see the module docstring)."""
         lows = sorted((code // base for code in mandatory if code % base <= deadline),

@@ -92,6 +92,7 @@ def from_zones(v: Violation, key: Any = None) -> Counterexample:
         text = f"{who}, but no operation ever wrote {_show(v.value)}"
     elif v.kind == "read-before-write":
         w = v.involved[0]
+        assert w is not None   # the write is always there for this kind
         text = (f"{who} returned before the only write of {_show(v.value)} "
                 f"(process {w.invoke.process}, {_when(w)}) was even invoked")
     elif v.kind == "zones-overlap":

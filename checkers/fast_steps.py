@@ -50,12 +50,16 @@ MEMO: Any = Sentinel("MEMO")
 """The effect of every op of a model with no fast step: the search looks the step up, or
 makes it, in ``NumberedSteps``."""
 DEAD: Any = Sentinel("DEAD")
+NO_COUNT: Any = Sentinel("NO_COUNT")
+"""The guard of a counter read whose value equals no count."""
 """A kv key's value that no op still to come can observe (see ``dead_value_test``)."""
 
 
 def counter_step(state: int, f: str, arg: Any, result: Any) -> Any:
-    if f == "read":
-        return state if result is UNKNOWN or result == state else INCONSISTENT
+    if f == "read":  # a boolean is not a count, though Python says True == 1
+        if result is UNKNOWN or (result == state and type(result) is not bool):
+            return state
+        return INCONSISTENT
     if f == "add":
         return state + arg
     raise ValueError(f"counter model has no operation {f!r}")
@@ -112,6 +116,8 @@ def cas_register_guard(f: str, arg: Any, result: Any) -> tuple[Any, Any]:
 
 def counter_guard(f: str, arg: Any, result: Any) -> tuple[Any, Any]:
     if f == "read":
+        if type(result) is bool:   # matches no count (see counter_step)
+            return NO_COUNT, SAME
         return (ANY if result is UNKNOWN else result), SAME
     return ANY, CALL
 

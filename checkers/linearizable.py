@@ -82,20 +82,23 @@ def check(model: Model, history: list[Op], *, time_limit: float | None = None,
     started = time.monotonic()
     memory_limit_mb = memory_limit_mb or DEFAULT_MEMORY_LIMIT_MB
     deadline = None if time_limit is None else started + time_limit
-    calls, n_ops = prepare(history)
-    base = {"model": model.name, "ops": n_ops}
     if isinstance(model, Counter):
+        # Before ``prepare``: the unit counter's single pass needs no calls, and
+        # building a million of them would take longer than the check itself.
         unit = check_unit_counter(history, model.initial)
         if unit is not None:
             unit.setdefault("analyzer", "unit-counter")
             unit.setdefault("anomalies", [])
             if unit["valid"] is False:  # the verdict is certain; the search adds a prefix
                 cx = _counterexample_from_dict(unit["counterexample"])
+                calls, _ = prepare(history)
                 add_prefix(cx, model, *searchable(model, calls),
                            Budget(deadline, memory_limit_mb))
                 unit["counterexample"] = cx.to_dict()
             elapsed = round(time.monotonic() - started, 4)
-            return {**base, **unit, "stats": {"elapsed_s": elapsed}}
+            return {"model": model.name, **unit, "stats": {"elapsed_s": elapsed}}
+    calls, n_ops = prepare(history)
+    base = {"model": model.name, "ops": n_ops}
     parts = partition(model, calls)
     workers = min(workers or os.cpu_count() or 1, len(parts))
     results = _check_parts(parts, Budget(deadline, memory_limit_mb), workers)
@@ -177,8 +180,10 @@ def _in_workers(searches: list[PartSearch], budget: Budget, workers: int
 
 def _continue_search(i: int) -> PartResult:
     s = _HANDOVER.searches[i]
+    budget = _HANDOVER.budget
+    assert budget is not None   # set before the pool forked
     with gc_paused():
-        return s.result(run_slices(s.slices, _HANDOVER.budget))
+        return s.result(run_slices(s.slices, budget))
 
 
 def _summarize(base: dict, parts: list[Part], results: list[PartResult],
@@ -199,6 +204,7 @@ def _summarize(base: dict, parts: list[Part], results: list[PartResult],
     invalid = next((r for r in results if r.valid is False), None)
     if invalid is not None:
         cx = invalid.counterexample
+        assert cx is not None   # every invalid part result carries one
         out.update(valid=False, analyzer=invalid.analyzer, explanation=cx.explanation,
                    counterexample=cx.to_dict())
         out["anomalies"] = [{"type": "nonlinearizable", "count": 1,

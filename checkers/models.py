@@ -81,8 +81,10 @@ class Counter(_ReadIsReadOnly):
     def step(self, state: int, f: str, arg: Any, result: Any) -> Any:
         if f == "add":
             return state + arg
-        if f == "read":
-            return state if result is UNKNOWN or result == state else INCONSISTENT
+        if f == "read":  # a boolean is not a count, though Python says True == 1
+            if result is UNKNOWN or (result == state and type(result) is not bool):
+                return state
+            return INCONSISTENT
         raise ValueError(f"counter model has no operation {f!r}")
 
     def describe(self, state: int) -> str:

@@ -49,7 +49,8 @@ class Violation:
     """The op that cannot be linearized."""
     value: Any
     """The value the register must hold while ``op`` would take effect."""
-    involved: list[Call]
+    involved: list[Call | None]
+    """Ops that pin the values down (None where a zone has no such op)."""
     explanation_facts: dict[str, Any]
 
 
@@ -93,6 +94,7 @@ def check_unique_register(calls: list[Call], initial: Any) -> Violation | None:
             k = cluster_of.get(_frozen(c.result))
             if k is None:
                 return Violation("never-written", c, _frozen(c.result), [], {})
+            assert c.end is not None   # crashed reads are left out (``searchable``)
             if c.end < first_end[k]:
                 first_end[k], first_end_op[k] = c.end, c
             if c.start > last_start[k]:
@@ -104,7 +106,7 @@ def check_unique_register(calls: list[Call], initial: Any) -> Violation | None:
         read = last_start_op[k] is not None
         if w is not None:
             if first_end[k] < w.start:
-                r = first_end_op[k]
+                r = _some(first_end_op[k])
                 return Violation("read-before-write", r, _frozen(r.result), [w], {})
             if w.end is None:
                 if not read:
@@ -130,7 +132,7 @@ def check_unique_register(calls: list[Call], initial: Any) -> Violation | None:
     for f, s, k in forward:
         if f < reach_end:
             a, b = cluster(reach), cluster(k)
-            return Violation("zones-overlap", a.last_start_op, b.value,
+            return Violation("zones-overlap", _some(a.last_start_op), b.value,
                              [b.first_end_op, b.last_start_op, a.first_end_op],
                              {"inner": b, "outer": a})
         if s > reach_end:
@@ -140,10 +142,16 @@ def check_unique_register(calls: list[Call], initial: Any) -> Violation | None:
         i = bisect_left(starts, s) - 1
         if i >= 0 and f < forward[i][1]:
             outer, inner = cluster(forward[i][2]), cluster(k)
-            return Violation("zone-inside", outer.last_start_op, outer.value,
+            return Violation("zone-inside", _some(outer.last_start_op), outer.value,
                              [outer.first_end_op, inner.write],
                              {"inner": inner, "outer": outer})
     return None
+
+
+def _some(c: Call | None) -> Call:
+    """The op at a zone's end: a zone compared has one (a read or its write)."""
+    assert c is not None
+    return c
 
 
 _ATOMS = frozenset((int, str, float, bool, type(None)))

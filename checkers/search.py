@@ -102,6 +102,10 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _no_step(state: Any, f: str, arg: Any, result: Any) -> Any:
+    raise AssertionError("a model without a fast step steps through its numbered states")
+
+
 def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None = None
                   ) -> Generator[int, str | None, SearchOutcome]:
     """The search, resumable: it yields its step count every 4096 model steps and
@@ -165,6 +169,8 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     # Appends only extend a kv key's value; a read that must come before any other op
     # then tells which appends can be next (see ``append_target``), and values no op
     # can observe are all one (see ``dead_value_test``).
+    if step is None:
+        step = _no_step   # numbered states step through MEMO, never CALL
     extends = getattr(model, "calls_extend", False)
     is_dead = dead_value_test(need) if extends else None
     if is_dead is not None:
@@ -351,7 +357,8 @@ def _twins(calls: list[Call]) -> list[int]:
         except TypeError:  # an unhashable value: no twins for it
             continue
         p = last.get(k)
-        if p is not None and (c.end is None or calls[p].end < c.end):
+        # (same key, so p is crashed exactly when c is)
+        if p is not None and (c.end is None or (calls[p].end or 0) < c.end):
             twin[o] = p
         last[k] = o
     return twin

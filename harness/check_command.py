@@ -9,17 +9,22 @@ search is the history itself.
 from __future__ import annotations
 
 import json
-import os
+import math
+import time
 from pathlib import Path
 from typing import Any
 
 import click
 
 from checkers import linearizable
-from checkers.models import MODELS, UNKNOWN, Model
+from checkers.base import UNKNOWN as UNKNOWN_VERDICT
+from checkers.calls import Budget
+from checkers.counter_linear import prove_unit_counter
+from checkers.models import MODELS, UNKNOWN, Counter, Model
 from harness.errors import UsageError
-from harness.formats import detect_file_format, read_history
-from harness.history import NEMESIS, Op
+from harness.formats import detect_file_format, op_lines, read_history
+from harness.history import NEMESIS, HistoryError, Op, iter_records
+from harness.reading import BudgetExceeded
 from harness.registry import load_factory
 
 # Porcupine's key-value model starts every key at the empty string, so a get of a key
@@ -31,35 +36,92 @@ def check_file(path: Path | str, *, model: str = "counter", fmt: str = "auto",
                initial: str | None = None, time_limit: float | None = None,
                memory_limit_mb: int | None = None) -> dict[str, Any]:
     """Reads ``path``, checks it for linearizability against ``model``, prints the
-    verdict and explanation, and returns the checker's result."""
+    verdict and explanation, and returns the checker's result.
+
+    The time and memory budgets cover the whole command, reading included: a history
+    that takes longer than ``time_limit`` to read is "unknown", like one whose search
+    does."""
+    started = time.monotonic()
     path = Path(path)
-    _require_readable(path)
     for option, limit in (("--time-limit", time_limit), ("--memory-limit", memory_limit_mb)):
-        if limit is not None and limit <= 0:
-            raise UsageError(f"{option} must be positive, got {limit}")
+        if limit is not None and not (math.isfinite(limit) and limit > 0):
+            raise UsageError(f"{option} must be a positive finite number, got {limit}")
+    budget = Budget(None if time_limit is None else started + time_limit,
+                    memory_limit_mb or linearizable.DEFAULT_MEMORY_LIMIT_MB)
     initial_value = parse_initial(initial)
     if fmt == "auto":
         fmt = detect_file_format(path)
     if initial is None:
         initial_value = _FORMAT_DEFAULT_INITIAL.get((fmt, model))
-    history = read_history(path, fmt)
     m = build_model(model, initial_value)
-    check_fit(m, history)
-    result = linearizable.check(m, history, time_limit=time_limit,
-                                memory_limit_mb=memory_limit_mb)
+    try:
+        result = _proved_streaming(path, fmt, m, budget)
+        if result is None:
+            history = read_history(path, fmt, limits=budget)
+    except BudgetExceeded as e:
+        result = _unknown_while_reading(m, e, time.monotonic() - started)
+    if result is None:
+        check_types(m, history, path, fmt)
+        check_fit(m, history)
+        remaining = None if budget.deadline is None else \
+            max(budget.deadline - time.monotonic(), 1e-3)
+        result = linearizable.check(m, history, time_limit=remaining,
+                                    memory_limit_mb=budget.memory_limit_mb)
     shown_initial = "" if initial_value is None else f", initial {json.dumps(initial_value)}"
     click.echo(f"{path} ({fmt}{shown_initial})")
     click.echo(linearizable.render(result))
     return result
 
 
-def _require_readable(path: Path) -> None:
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory, not a history file")
-    if not os.access(path, os.R_OK):
-        raise UsageError(f"{path}: not readable (permission denied)")
+def _proved_streaming(path: Path, fmt: str, model: Model,
+                      budget: Budget) -> dict[str, Any] | None:
+    """The verdict of a linearizable unit-counter ``history.jsonl``, proved in one
+    streaming pass that holds no op (a million ops would take hundreds of MB as a
+    list); None when the history is anything else: the caller reads it whole and checks
+    it the usual way, which explains a violation or names an ill-typed line."""
+    if fmt != "jsonl" or type(model) is not Counter or type(model.initial) is not int:
+        return None   # (an ill-typed initial state is check_fit's to explain)
+    started = time.monotonic()
+    try:   # (an ill-typed read or delta is no proof either: the full path names it)
+        unit = prove_unit_counter(iter_records(path, limits=budget), model.initial)
+    except HistoryError:
+        return None
+    if unit is None:
+        return None
+    return {"model": model.name, **unit,
+            "stats": {"elapsed_s": round(time.monotonic() - started, 4)}}
+
+
+def _unknown_while_reading(model: Model, e: BudgetExceeded, elapsed: float) -> dict[str, Any]:
+    return {"valid": UNKNOWN_VERDICT, "model": model.name, "analyzer": "none", "ops": 0,
+            "reason": str(e), "explanation": f"undecided: {e}", "anomalies": [],
+            "stats": {"elapsed_s": round(elapsed, 4)}}
+
+
+def check_types(model: Model, history: list[Op], path: Path, fmt: str) -> None:
+    """Raises UsageError, naming the file and line, for a number the model needs that
+    is not one: a counter's delta, or the value an ok counter read returned.
+
+    A counter read of "abc" is not a read the system could have returned; checking it
+    would call a correct system invalid over a recording fault."""
+    if not isinstance(model, Counter):
+        return
+    for position, op in enumerate(history):
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke" and op.f == "add":
+            what = "delta"
+        elif op.type == "ok" and op.f == "read":
+            what = "read value"
+        else:
+            continue
+        v = op.value
+        if (type(v) is int or type(v) is float) and math.isfinite(v):
+            continue
+        lines = op_lines(path, fmt, position + 1)
+        line = lines[position] if position < len(lines) else f"op {op.index}"
+        raise UsageError(f"{path}:{line}: a counter {what} must be a number, got "
+                         f"{json.dumps(v, default=str)[:60]}")
 
 
 def parse_initial(initial: str | None) -> Any:

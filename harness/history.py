@@ -4,7 +4,8 @@ A history is a sequence of operations in recording order. Every client operation
 recorded twice: an ``invoke`` before the request is sent, and a completion (``ok``,
 ``fail`` or ``info``) after the reply. The writer appends one JSON object per line and
 flushes after every operation, so a controller killed with SIGKILL still leaves every
-complete line readable; ``sync()`` fsyncs at phase ends.
+complete line readable; ``sync()`` fsyncs at phase ends. Ops are ``harness.ops``'s and
+the reader is ``harness.jsonl``'s; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -13,73 +14,19 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from harness.errors import StoreError
+from harness.jsonl import MAX_LINE, Record, iter_jsonl, iter_records, parse_op, read_jsonl
+from harness.ops import FAIL, INFO, INVOKE, NEMESIS, OK, TYPES, Op
+from harness.reading import HistoryError
 
-INVOKE, OK, FAIL, INFO = "invoke", "ok", "fail", "info"
-TYPES = frozenset((INVOKE, OK, FAIL, INFO))
-NEMESIS = "nemesis"
-
-_CORE_FIELDS = ("index", "time", "type", "process", "f", "value")
-
-
-class HistoryError(ValueError):
-    """A history file that cannot be read; the message names the line."""
-
-
-@dataclass(slots=True)
-class Op:
-    """One history entry. ``extra`` holds optional fields (``node``, ``error``, ...)."""
-
-    type: str
-    f: str
-    value: Any = None
-    process: int | str | None = None
-    time: int = -1
-    index: int = -1
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def complete(self, type: str, value: Any = None, **extra: Any) -> Op:
-        """The completion of this invocation: same process and f, a new type and value."""
-        return Op(type, self.f, value, self.process, extra=extra)
-
-    def ok(self, value: Any = None, **extra: Any) -> Op:
-        return self.complete(OK, value, **extra)
-
-    def fail(self, error: str, value: Any = None, **extra: Any) -> Op:
-        return self.complete(FAIL, value, error=error, **extra)
-
-    def info(self, error: str, value: Any = None, **extra: Any) -> Op:
-        return self.complete(INFO, value, error=error, **extra)
-
-    @property
-    def error(self) -> Any:
-        return self.extra.get("error")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = {
-            "index": self.index,
-            "time": self.time,
-            "type": self.type,
-            "process": self.process,
-            "f": self.f,
-            "value": self.value,
-        }
-        d.update(self.extra)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Op:
-        extra = {k: v for k, v in d.items() if k not in _CORE_FIELDS}
-        return cls(
-            d["type"], d["f"], d.get("value"), d.get("process"),
-            d.get("time", -1), d.get("index", -1), extra,
-        )
-
+__all__ = ["FAIL", "INFO", "INVOKE", "MAX_LINE", "NEMESIS", "OK", "TYPES", "HistoryError",
+           "HistoryWriter", "Op", "Pair", "Record", "completions", "iter_jsonl",
+           "iter_records", "pairs", "parse_op", "read_jsonl"]
 
 class HistoryWriter:
     """Appends operations to ``history.jsonl``, stamping index and time.
@@ -174,47 +121,6 @@ class _Unwritable:
         self.closed = True
 
 
-def parse_op(obj: Any, where: str) -> Op:
-    """Validates one decoded JSON object as an op; ``where`` names it in errors."""
-    if not isinstance(obj, dict):
-        raise HistoryError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for key in ("type", "f", "process"):
-        if key not in obj:
-            raise HistoryError(f"{where}: missing field {key!r}")
-    if obj["type"] not in TYPES:
-        raise HistoryError(f"{where}: unknown type {obj['type']!r}")
-    return Op.from_dict(obj)
-
-
-def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> Iterator[Op]:
-    """Reads a splitbrain ``history.jsonl``.
-
-    A malformed line raises HistoryError naming it. With ``tolerate_torn_tail`` a last
-    line without its newline (a write cut short by SIGKILL) is skipped instead.
-    """
-    with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        torn = not line.endswith("\n") and n == len(lines)
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as e:
-            if torn and tolerate_torn_tail:
-                return
-            what = "truncated" if torn else "malformed"
-            raise HistoryError(f"{path}:{n}: {what} JSON ({e.msg})") from None
-        op = parse_op(obj, f"{path}:{n}")
-        if op.index < 0:
-            op.index = n - 1
-        yield op
-
-
-def read_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False) -> list[Op]:
-    return list(iter_jsonl(path, tolerate_torn_tail=tolerate_torn_tail))
-
-
 @dataclass(slots=True)
 class Pair:
     """An invocation and its completion (None if it never completed)."""
@@ -252,9 +158,9 @@ def pairs(history: Iterable[Op], *, include_nemesis: bool = False) -> list[Pair]
                     f"op {op.index}: process {op.process} invoked again while op "
                     f"{open_[op.process].invoke.index} was still in flight"
                 )
-            p = Pair(op, None)
-            open_[op.process] = p
-            out.append(p)
+            started = Pair(op, None)
+            open_[op.process] = started
+            out.append(started)
         else:
             p = open_.pop(op.process, None)
             if p is None:

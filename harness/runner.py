@@ -30,7 +30,7 @@ from harness.cluster.remote import Remote, on_each_node
 from harness.context import Spec, Test
 from harness.db import LogFiles
 from harness.errors import EnvironmentFailure, SplitbrainError, StoreError
-from harness.history import HistoryWriter, read_jsonl
+from harness.history import HistoryError, HistoryWriter, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.pairing import client_factory
 from harness.progress import run_progress
@@ -298,9 +298,15 @@ def _point_at_collected_log(test: Test, failure: EnvironmentFailure) -> None:
 def _check_and_report(test: Test, system: Any, workload: Workload, ending: _Ending,
                       log_file: LogFile) -> dict[str, Any]:
     STOP.finish_first("the results and the report")
-    history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
+    unreadable: HistoryError | None = None
     try:
-        result = _verdict(test, workload, history, ending)
+        history = read_jsonl(test.run_dir / "history.jsonl", tolerate_torn_tail=True)
+    except HistoryError as e:  # e.g. a user client's reply nested past the reader's bound
+        history, unreadable = [], e
+    try:
+        result = (_verdict(test, workload, history, ending) if unreadable is None else
+                  {"valid": UNKNOWN, "anomalies": [],
+                   "reason": f"the recorded history cannot be read back: {unreadable}"})
         STOP.finish_first("the results and the report")  # inside: a signal before it counts
     except KeyboardInterrupt:
         result = {"valid": UNKNOWN, "anomalies": [], "interrupted": STOP.describe(),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,8 @@ from harness.check_command import build_model, check_file, check_fit, parse_init
 from harness.errors import UsageError
 from harness.formats import read_history
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "knossos"
+CORPUS = Path(os.environ.get("SPLITBRAIN_CORPUS", "")
+              or Path(__file__).resolve().parents[2] / "shared" / "corpus") / "knossos"
 
 
 def splitbrain(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -75,7 +78,7 @@ def test_search_over_budget_exits_2(tmp_path: Path, capsys) -> None:
     (["broken.edn"], "broken.edn:2: "),
     (["h.jsonl", "--format", "yaml"], "Invalid value for '--format'"),
     (["h.jsonl", "--initial", '"zero"'], "the initial state does not suit the counter model"),
-    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be positive"),
+    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be a positive"),
     (["independent.edn", "--model", "cas-register"], "use --model kv"),
 ])
 def test_bad_usage_or_input_exits_254_with_one_line(tmp_path: Path, args: list[str],
@@ -265,3 +268,99 @@ def test_a_jepsen_independent_history_checks_key_by_key_with_kv(tmp_path: Path) 
     p.write_text(p.read_text().replace(":value [8 2]", ":value [8 1]"))
     r = splitbrain(p, "--model", "kv")
     assert r.returncode == 1 and "key 8" in r.stdout, r.stdout
+
+
+# ------------------------------------------------ hostile histories (issue 7)
+
+ADD2_READ = [(0, "invoke", "add", 2), (0, "ok", "add", 2), (0, "invoke", "read", None)]
+
+
+@pytest.mark.parametrize("read, code", [(2.0, 0), (2, 0), (2.5, 1), (3, 1)])
+def test_a_float_counter_read_compares_as_a_number(tmp_path: Path, read, code) -> None:
+    """add 2 then read 2.0 is a read of 2 (JSON has one number type); the bounds fast
+    path and the search used to disagree on it ("internal error")."""
+    r = splitbrain(jsonl(tmp_path, "h.jsonl", [*ADD2_READ, (0, "ok", "read", read)]))
+    assert r.returncode == code, (r.stdout, r.stderr)
+
+
+@pytest.mark.parametrize("delta", [1, 2])   # 1: the streaming proof's path first
+@pytest.mark.parametrize("read", ["abc", True, [2], {"n": 2}, None])
+def test_a_non_number_counter_read_is_an_error_at_its_line(tmp_path: Path, read,
+                                                           delta) -> None:
+    ops = [(0, "invoke", "add", delta), (0, "ok", "add", delta),
+           (0, "invoke", "read", None), (0, "ok", "read", read)]
+    path = jsonl(tmp_path, "h.jsonl", ops)
+    r = splitbrain(path)
+    assert r.returncode == 254, (r.stdout, r.stderr)
+    assert f"{path}:4: a counter read value must be a number" in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("line, message", [
+    ('{"type":"invoke","f":"add","process":[1],"value":1}', "process must be"),
+    ('{"type":["invoke"],"f":"add","process":1,"value":1}', "unknown type"),
+    ('{"type":"invoke","f":["add"],"process":1,"value":1}', "f must be a string"),
+    ('{"type":"invoke","f":"add","process":1,"value":1,"index":"3"}', "index must be"),
+    ('{"type":"invoke","f":"add","process":1,"value":' + "[" * 900 + "]" * 900 + "}",
+     "nested more than"),
+    ('{"type":"invoke","f":"add","process":1,"value":' + "9" * 5000 + "}", "too large"),
+    ("[" * 900 + "]" * 900, "expected a JSON object"),
+])
+def test_ill_typed_jsonl_is_one_line_naming_the_line(tmp_path: Path, line, message) -> None:
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"type":"invoke","f":"read","process":0,"value":null}\n' + line + "\n")
+    r = splitbrain(path, "--format", "jsonl")
+    assert r.returncode == 254, (r.stdout, r.stderr)
+    assert f"{path}:2: " in r.stderr and message in r.stderr, r.stderr
+    assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("value, message", [
+    ("1/0", "zero denominator"), ("9" * 5000, "too long"),
+    ("[" * 900 + "]" * 900, "nested"), ("#foo 1", "unsupported EDN tag")])
+def test_hostile_edn_is_one_line_naming_the_line(tmp_path: Path, value, message) -> None:
+    path = tmp_path / "h.edn"
+    path.write_text("[{:type :invoke, :f :read, :process 0, :value nil}\n"
+                    f" {{:type :invoke, :f :add, :process 1, :value {value}}}]\n")
+    r = splitbrain(path)
+    assert r.returncode == 254, (r.stdout, r.stderr)
+    assert f"{path}:2: " in r.stderr and message in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "0"])
+def test_a_time_limit_must_be_finite_and_positive(tmp_path: Path, limit) -> None:
+    r = splitbrain(jsonl(tmp_path, "h.jsonl", COUNTER_OK), "--time-limit", limit)
+    assert r.returncode == 254 and "--time-limit must be a positive finite" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_time_limit_bounds_reading(tmp_path: Path) -> None:
+    """A history too long to read within the limit is unknown (exit 2), and says that
+    reading is what ran out of time."""
+    path = tmp_path / "h.edn"
+    op = "{:type :invoke, :f :read, :process 0, :value nil}\n" \
+         "{:type :ok, :f :read, :process 0, :value 0}\n"
+    path.write_text("[" + op * 200_000 + "]")
+    began = time.monotonic()
+    r = splitbrain(path, "--time-limit", "0.05")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "while reading the history" in r.stdout
+    assert time.monotonic() - began < 60
+
+
+def test_a_linearizable_unit_counter_is_proved_streaming(tmp_path: Path) -> None:
+    """check proves a valid unit-counter history.jsonl in one pass; an invalid one is
+    read whole and explained, as before."""
+    ok = check_file(jsonl(tmp_path, "ok.jsonl", COUNTER_OK), model="counter")
+    assert ok["valid"] is True and ok["ops"] == 3
+    lost = check_file(jsonl(tmp_path, "lost.jsonl", COUNTER_LOST), model="counter")
+    assert lost["valid"] is False and lost["counterexample"]["explanation"]
+
+
+def test_the_memory_limit_bounds_reading(tmp_path: Path) -> None:
+    """A memory limit below what the process already holds stops the read at once:
+    unknown (exit 2), never a machine driven into swap by a huge history."""
+    path = jsonl(tmp_path, "h.jsonl", COUNTER_OK * 10)
+    r = splitbrain(path, "--memory-limit", "1")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "memory limit of 1 MiB reached while reading the history" in r.stdout

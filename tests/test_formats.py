@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import edn_format
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from harness.formats import detect_format, read_history
 from harness.history import HistoryError, Op
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = Path(os.environ.get("SPLITBRAIN_CORPUS", "")
+              or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -53,3 +53,29 @@ def test_pairs_matches_completions_and_rejects_double_invocation():
         pairs([a, Op("invoke", "add", 2, 0)])
     with pytest.raises(HistoryError, match="no invocation"):
         pairs([a.ok(1), a.ok(1)][1:])
+
+
+def test_an_op_without_optional_fields_holds_no_dict_until_one_is_written():
+    """Ops read from a file mostly have no optional fields; ``extra`` still reads as a
+    dict and takes writes, which attach it to the op."""
+    op = Op("ok", "read", 3, 0)
+    assert op.extra == {} and op.error is None and op._extra is None
+    op.extra["error"] = "timeout"
+    assert op.extra == {"error": "timeout"} and op.error == "timeout"
+    other = Op("ok", "read", 3, 0)
+    other.extra.update(node="n1")
+    assert other.to_dict()["node"] == "n1"
+    assert Op("ok", "read", 3, 0) == Op("ok", "read", 3, 0, extra={})
+    assert Op("ok", "read", 3, 0) != Op("ok", "read", 4, 0)
+
+
+def test_ops_read_share_their_names_and_keep_optional_fields(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text('{"type":"invoke","f":"add","process":0,"value":1}\n'
+                    '{"type":"info","f":"add","process":0,"error":"timeout","node":"n2"}\n'
+                    '{"type":"invoke","f":"add","process":1,"value":1.0}\n')
+    a, b, c = read_jsonl(path)
+    assert a.f is b.f is c.f and a.type is c.type
+    assert b.extra == {"error": "timeout", "node": "n2"} and a.extra == {}
+    assert c.value == 1 and type(c.value) is int   # JSON has one number type
+    assert [op.index for op in (a, b, c)] == [0, 1, 2]
