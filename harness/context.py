@@ -32,6 +32,7 @@ class Spec:
     name: str = ""
     image: str = ""  # docker backend: a user's own node image ("" for splitbrain's)
     build_image: bool = False  # docker backend: build splitbrain's node image if missing
+    ssh: dict[str, Any] = field(default_factory=dict)  # ssh backend: the [ssh] table
 
     def __post_init__(self) -> None:
         if not self.name:
