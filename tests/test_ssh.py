@@ -1,0 +1,305 @@
+"""The ssh backend against real sshd hosts (``tests/sshd_hosts.py``): what the user sees
+when a host key is unknown or changed, a user key is refused or a host is down; hostile
+strings arriving literally; the controller refused as its own node; cleanup after a
+SIGKILLed controller in the middle of a partition; parsing of nodes and ``[ssh]``."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cluster import net
+from harness.cluster.backends.ssh import SSHRemote
+from harness.cluster.cleanup import cleanup_all
+from harness.cluster.ssh_conn import PASSPHRASE_ENV, command_line, split_node
+from harness.daemon import daemon_running, kill_daemon, start_daemon
+from harness.errors import EnvironmentFailure, UsageError
+from tests.sshd_hosts import SshdHosts, keygen
+
+REPO = Path(__file__).parents[1]
+needs_hosts = [pytest.mark.root,
+               pytest.mark.skipif(os.geteuid() != 0, reason="namespaces need root"),
+               pytest.mark.skipif(not os.path.exists("/usr/sbin/sshd"),
+                                  reason="no /usr/sbin/sshd (apt-get install openssh-server)")]
+HOSTILE = "a b 'q' \"dq\" $(touch /tmp/sb-pwned) `id` ; echo pwned; * ~ \\ $HOME"
+NAME = HOSTILE.replace("/", "_")
+"""HOSTILE as a file name."""
+
+
+@pytest.fixture(scope="module")
+def hosts(tmp_path_factory):
+    made = SshdHosts(tmp_path_factory.mktemp("sshd"), 3)
+    yield made
+    made.close()
+
+
+def fingerprint_of(public_key_file: Path) -> str:
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", str(public_key_file)],
+                         capture_output=True, text=True, check=True).stdout
+    return out.split()[1]
+
+
+def one_line(e: pytest.ExceptionInfo[BaseException]) -> str:
+    text = str(e.value)
+    assert "\n" not in text and "Traceback" not in text
+    return text
+
+
+# -- parsing (no hosts) -----------------------------------------------------------------
+
+def test_node_targets_parse_user_host_and_port():
+    assert split_node("n1") == (None, "n1", None)
+    assert split_node("alice@db-1.example:2222") == ("alice", "db-1.example", 2222)
+    assert split_node("root@[fe80::1]:22") == ("root", "fe80::1", 22)
+    assert split_node("fe80::1") == (None, "fe80::1", None)
+    for bad in ("alice@", "h:0", "h:99999", "h:x"):
+        with pytest.raises(UsageError):
+            split_node(bad)
+
+
+def test_bad_ssh_tables_are_one_line():
+    for table, word in (({"hostkeypolicy": "x"}, "unknown key"),
+                        ({"host_key_policy": "yes"}, "host_key_policy"),
+                        ({"port": -1}, "port"), ({"sudo": "yes"}, "sudo"),
+                        ({"workdir": "relative"}, "absolute"),
+                        ({"key": "/nonexistent/key"}, "does not exist")):
+        with pytest.raises(UsageError, match=word):
+            SSHRemote(["n1"], table)
+
+
+def test_a_command_line_is_one_quoted_argument_list():
+    line = command_line(["echo", HOSTILE], sudo=True)
+    assert line.startswith("sudo -n -- setsid -w sh -c ")
+    import shlex
+
+    assert shlex.split(line)[-2:] == ["echo", HOSTILE]
+
+
+# -- against real hosts ------------------------------------------------------------------
+
+@pytest.mark.usefixtures("hosts")
+class TestHosts:
+    pytestmark = needs_hosts
+
+    def test_unknown_host_key_is_refused_with_its_fingerprint(self, hosts, tmp_path):
+        remote = SSHRemote(["n1"], hosts.settings(known_hosts=str(tmp_path / "empty")),
+                           state_dir=tmp_path)
+        with pytest.raises(UsageError) as e:
+            remote.check_environment()
+        line = one_line(e)
+        assert "n1" in line and fingerprint_of(Path(f"{hosts.host_keys['n1']}.pub")) in line
+        assert "ssh-keyscan" in line and "accept-new" in line
+        assert not (tmp_path / "empty").exists()
+
+    def test_accept_new_records_a_new_key_and_strict_then_accepts_it(self, hosts, tmp_path):
+        known = tmp_path / "kh"
+        remote = SSHRemote(["n2"], hosts.settings(known_hosts=str(known),
+                                                  host_key_policy="accept-new"))
+        remote.check_environment()
+        remote.teardown()
+        assert known.read_text().split()[0] == hosts.address("n2")
+        strict = SSHRemote(["n2"], hosts.settings(known_hosts=str(known)))
+        strict.check_environment()
+        strict.teardown()
+
+    def test_a_changed_host_key_is_refused_even_with_accept_new(self, hosts, tmp_path):
+        other = keygen(tmp_path / "other")
+        known = tmp_path / "kh"
+        known.write_text(f"{hosts.address('n3')} {' '.join(other.split()[:2])}\n")
+        for policy in ("strict", "accept-new"):
+            remote = SSHRemote(["n3"], hosts.settings(known_hosts=str(known),
+                                                      host_key_policy=policy))
+            with pytest.raises(UsageError) as e:
+                remote.check_environment()
+            line = one_line(e)
+            assert "n3" in line and "CHANGED" in line and "ssh-keygen -R" in line
+            assert fingerprint_of(Path(f"{hosts.host_keys['n3']}.pub")) in line
+        assert len(known.read_text().splitlines()) == 1
+
+    def test_a_refused_user_key_is_one_line(self, hosts, tmp_path):
+        keygen(tmp_path / "stranger")
+        remote = SSHRemote(["n1"], hosts.settings(key=str(tmp_path / "stranger")))
+        with pytest.raises(UsageError) as e:
+            remote.check_environment()
+        assert "n1" in one_line(e) and "refused user root" in one_line(e)
+
+    def test_an_encrypted_key_uses_the_environment_passphrase(self, hosts, tmp_path,
+                                                              monkeypatch):
+        secret = "s3cret passphrase"
+        key = tmp_path / "locked"
+        public = keygen(key, passphrase=secret)
+        with open(hosts.authorized, "a") as f:
+            f.write(public + "\n")
+        monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
+        monkeypatch.delenv(PASSPHRASE_ENV, raising=False)
+        with pytest.raises(UsageError, match="encrypted.*ssh-add"):
+            SSHRemote(["n1"], hosts.settings(key=str(key))).check_environment()
+        monkeypatch.setenv(PASSPHRASE_ENV, secret)
+        remote = SSHRemote(["n1"], hosts.settings(key=str(key)), state_dir=tmp_path)
+        remote.setup(["n1"])
+        try:
+            ledger = remote.ledger.path.read_text()
+            assert secret not in ledger and str(key) in ledger
+        finally:
+            remote.teardown()
+
+    def test_a_host_that_is_down_is_one_line_naming_it(self, hosts, tmp_path):
+        hosts.stop("n3")
+        try:
+            began = time.monotonic()
+            remote = SSHRemote(["n1", "n3"], hosts.settings(connect_timeout=2))
+            with pytest.raises(EnvironmentFailure) as e:
+                remote.check_environment()
+            assert "host n3" in one_line(e) and "port 22" in one_line(e)
+            assert time.monotonic() - began < 30
+            assert remote._conns == {}  # the connection to n1 was closed too
+        finally:
+            hosts.start("n3")
+            hosts.wait_listening("n3")
+
+    def test_hostile_strings_arrive_literally(self, hosts, tmp_path):
+        marker = Path("/tmp/sb-pwned")
+        marker.unlink(missing_ok=True)
+        root = tmp_path / "work dir 'q' $(touch x); ls"
+        remote = SSHRemote(["n1"], hosts.settings(workdir=str(root)), state_dir=tmp_path)
+        remote.setup(["n1"])
+        try:
+            assert remote.run("n1", ["printf", "%s|", HOSTILE, "two"]).stdout == \
+                f"{HOSTILE}|two|"
+            wd = remote.workdir("n1")
+            assert wd.startswith(str(root))
+            source = tmp_path / "in.txt"
+            source.write_text(HOSTILE)
+            target = f"{wd}/{NAME}.txt"
+            remote.upload("n1", str(source), target)
+            assert Path(target).read_text() == HOSTILE
+            remote.download("n1", target, str(tmp_path / "back"))
+            assert (tmp_path / "back").read_text() == HOSTILE
+            pidfile = f"{wd}/{NAME}.pid"
+            start_daemon(remote, "n1", ["sh", "-c", 'printf "%s" "$1" > "$2"; exec sleep 60',
+                                        "sh", HOSTILE, f"{wd}/arg"],
+                         pidfile=pidfile, logfile=f"{wd}/{NAME}.log")
+            deadline = time.monotonic() + 10
+            while not Path(f"{wd}/arg").exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert Path(f"{wd}/arg").read_text() == HOSTILE
+            kill_daemon(remote, "n1", pidfile)
+            assert not daemon_running(remote, "n1", pidfile)
+            assert not marker.exists()
+        finally:
+            remote.teardown()
+        assert not root.exists() or list(root.iterdir()) == []
+
+    def test_the_controller_cannot_be_one_of_its_nodes(self, hosts, tmp_path):
+        """An sshd in the controller's own network namespace (on a free loopback port)."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        cfg = tmp_path / "sshd_config"
+        cfg.write_text((hosts.dir / "sshd_config_n1").read_text()
+                       .replace(f"ListenAddress {hosts.address('n1')}",
+                                "ListenAddress 127.0.0.1")
+                       .replace("Port 22", f"Port {port}")
+                       .replace("sshd_n1.pid", "sshd_self.pid"))
+        sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            remote = SSHRemote([f"root@127.0.0.1:{port}"], hosts.settings(
+                key=str(hosts.user_key), known_hosts=str(tmp_path / "kh"),
+                host_key_policy="accept-new"))
+            with pytest.raises(UsageError) as e:
+                remote.check_environment()
+            assert "is this controller itself" in one_line(e)
+        finally:
+            sshd.kill()
+            sshd.wait()
+
+
+CONTROLLER = """
+import sys, time, json
+from harness.cluster import net
+from harness.cluster.backends.ssh import SSHRemote
+from harness.daemon import start_daemon
+remote = SSHRemote(settings=json.loads(sys.argv[1]), state_dir=sys.argv[2])
+remote.setup(["n1", "n2"])
+for node in remote.nodes:
+    wd = remote.workdir(node)
+    start_daemon(remote, node, ["sleep", "600"], pidfile=wd + "/s.pid", logfile=wd + "/s.log")
+net.drop(remote, remote.nodes, {"n1": ["n2"], "n2": ["n1"]})
+net.drop(remote, remote.nodes, {"n1": ["n2"]}, probability=0.5)
+print(remote.run_id, flush=True)
+time.sleep(600)
+"""
+
+
+def chains(hosts: SshdHosts, name: str) -> list[str]:
+    out = subprocess.run(["ip", "netns", "exec", hosts.local.namespace(name), "iptables",
+                          "-w", "-S"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "SPLITBRAIN" in line]
+
+
+@pytest.mark.usefixtures("hosts")
+class TestCleanup:
+    pytestmark = needs_hosts
+
+    def test_sigkilled_controller_then_cleanup_leaves_nothing_on_the_hosts(self, hosts,
+                                                                            tmp_path):
+        import json
+
+        state = tmp_path / "state"
+        proc = subprocess.Popen([sys.executable, "-c", CONTROLLER,
+                                 json.dumps(hosts.settings()), str(state)],
+                                stdout=subprocess.PIPE, text=True, cwd=REPO)
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert run_id, "the controller did not start"
+        run_dir = Path("/var/tmp", f"splitbrain-{run_id}")
+        assert run_dir.is_dir() and chains(hosts, "n1") and chains(hosts, "n2")
+        pids = [int(p.read_text()) for p in run_dir.glob("*/s.pid")]
+        assert len(pids) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        lines = cleanup_all(state)
+        assert not run_dir.exists(), lines
+        assert chains(hosts, "n1") == [] and chains(hosts, "n2") == [], lines
+        time.sleep(0.2)
+        for pid in pids:
+            stat = Path(f"/proc/{pid}/stat")
+            assert not stat.exists() or stat.read_text().split(")")[1].split()[0] == "Z"
+        assert any("killed 2 daemons" in line or "killed 1 daemon" in line for line in lines)
+        assert cleanup_all(state) == ["nothing to clean up"]
+
+    def test_cleanup_removes_only_what_the_run_made(self, hosts, tmp_path):
+        """Another directory under the work root and a chain of someone else's stay."""
+        other = Path("/var/tmp/splitbrain-notours")
+        other.mkdir(exist_ok=True)
+        ns = hosts.local.namespace("n1")
+        subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "-N", "OTHER-CHAIN"],
+                       check=True)
+        try:
+            remote = SSHRemote(settings=hosts.settings(), state_dir=tmp_path)
+            remote.setup(["n1"])
+            net.drop(remote, ["n1"], {"n1": []})
+            remote.teardown()
+            assert other.is_dir()
+            assert "OTHER-CHAIN" in subprocess.run(
+                ["ip", "netns", "exec", ns, "iptables", "-w", "-S"],
+                capture_output=True, text=True).stdout
+        finally:
+            shutil.rmtree(other, ignore_errors=True)
+            subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "-X", "OTHER-CHAIN"])
