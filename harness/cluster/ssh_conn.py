@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import os
 import shlex
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -37,6 +37,8 @@ import paramiko
 
 from harness.cluster.remote import RemoteError, Result
 from harness.errors import EnvironmentFailure, UsageError
+
+logging.getLogger("paramiko").setLevel(logging.WARNING)  # not a line per SFTP session
 
 PASSPHRASE_ENV = "SPLITBRAIN_SSH_PASSPHRASE"
 POLICIES = ("strict", "accept-new")
@@ -373,11 +375,3 @@ def controller_identity() -> str:
 
 IDENTITY_ARGV = ["sh", "-c", 'echo "$(cat /proc/sys/kernel/random/boot_id) '
                  '$(readlink /proc/self/ns/net)"']
-
-
-def resolvable(host: str) -> bool:
-    try:
-        socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return True
