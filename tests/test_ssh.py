@@ -5,6 +5,7 @@ SIGKILLed controller in the middle of a partition; parsing of nodes and ``[ssh]`
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import signal
@@ -303,3 +304,75 @@ class TestCleanup:
         finally:
             shutil.rmtree(other, ignore_errors=True)
             subprocess.run(["ip", "netns", "exec", ns, "iptables", "-w", "-X", "OTHER-CHAIN"])
+
+
+_USERS = itertools.count()
+
+
+@pytest.fixture
+def plain_user(hosts):
+    """A user who is not root (the hosts share this machine's /etc/passwd), removed
+    afterwards with any sudoers file of the test."""
+    if shutil.which("sudo") is None:
+        pytest.skip("no sudo (apt-get install sudo)")
+    name = f"sbt{os.getpid() % 100000}{next(_USERS)}"
+    sudoers = Path(f"/etc/sudoers.d/{name}")
+    # "*": no password, yet not locked ("!"), which sshd without PAM would refuse.
+    subprocess.run(["useradd", "-M", "-s", "/bin/sh", "-d", "/nonexistent", "-p", "*", name],
+                   check=True, capture_output=True)
+    try:
+        yield name, sudoers
+    finally:
+        sudoers.unlink(missing_ok=True)
+        subprocess.run(["pkill", "-KILL", "-u", name], capture_output=True)
+        subprocess.run(["userdel", "-f", name], capture_output=True)
+
+
+@pytest.mark.usefixtures("hosts")
+class TestSudo:
+    pytestmark = needs_hosts
+
+    def test_a_user_without_sudo_rights_is_one_line(self, hosts, plain_user):
+        name, _ = plain_user
+        remote = SSHRemote([f"{name}@n2"], hosts.settings())
+        with pytest.raises(EnvironmentFailure) as e:
+            remote.check_environment()
+        line = one_line(e)
+        assert f"{name}@n2" in line and "sudo -n" in line and "`true`" in line
+
+    def test_a_user_with_sudo_runs_as_root_and_files_land_where_root_puts_them(
+            self, hosts, plain_user, tmp_path):
+        name, sudoers = plain_user
+        sudoers.parent.mkdir(exist_ok=True)
+        sudoers.write_text(f"{name} ALL=(root) NOPASSWD: ALL\n")
+        sudoers.chmod(0o440)
+        remote = SSHRemote([f"{name}@n2"], hosts.settings(), state_dir=tmp_path)
+        remote.setup([f"{name}@n2"])
+        node = f"{name}@n2"
+        try:
+            assert remote.run(node, ["id", "-u"]).stdout.strip() == "0"
+            closed = f"{remote.workdir(node)}/root-only"
+            remote.run(node, ["mkdir", "-m", "700", closed])
+            source = tmp_path / "f"
+            source.write_text("data")
+            remote.upload(node, str(source), f"{closed}/f")
+            assert Path(closed, "f").read_text() == "data"
+            with pytest.raises(Exception, match="timed out"):
+                remote.run(node, ["sleep", "303"], timeout=1)
+            time.sleep(0.3)
+            ps = subprocess.run(["ps", "-eo", "stat,args"], capture_output=True,
+                                text=True).stdout
+            assert not [p for p in ps.splitlines() if "sleep 303" in p and p[0] != "Z"]
+        finally:
+            remote.teardown()
+        assert not Path(closed).exists()
+
+    def test_sudo_false_runs_as_the_user(self, hosts, plain_user, tmp_path):
+        name, _ = plain_user
+        remote = SSHRemote([f"{name}@n1"], hosts.settings(sudo=False), state_dir=tmp_path)
+        remote.check_environment()
+        try:
+            uid = remote.run(f"{name}@n1", ["id", "-u"]).stdout.strip()
+            assert uid != "0" and uid.isdigit()
+        finally:
+            remote.teardown()

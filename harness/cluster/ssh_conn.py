@@ -307,10 +307,11 @@ class Connection:
                     self._execute(command_line(["kill", "-KILL", "--", f"-{pid}"],
                                                sudo=self.target.sudo), None, 30)
             raise RemoteError(f"{what} timed out after {timeout} s")
-        if self.target.sudo and code == 1 and err.startswith("sudo: "):
+        if self.target.sudo and code != 0 and pid is None and "sudo:" in err:
+            # sudo refused before the command started (it never reported its pid)
+            reason = [line for line in err.splitlines() if line.startswith("sudo:")][-1]
             raise EnvironmentFailure(f"host {self.target.node}: user {self.target.user} may "
-                                     f"not run `{' '.join(argv)}` through sudo -n "
-                                     f"({err.strip().splitlines()[0]})")
+                                     f"not run `{' '.join(argv)}` through sudo -n ({reason})")
         result = Result(code, out, err)
         if check and code != 0:
             detail = err.strip().splitlines()[-1:] or [f"exit {code}"]
@@ -356,14 +357,21 @@ class Connection:
             done = channel.status_event.wait(
                 None if deadline is None else max(0.1, deadline - time.monotonic()))
         err = b"".join(chunks["err"]).decode(errors="replace")
-        first, _, rest = err.partition("\n")
-        pid: int | None = None
-        if first.startswith(_PID_PREFIX) and first[len(_PID_PREFIX):].isdigit():
-            pid, err = int(first[len(_PID_PREFIX):]), rest
+        pid, err = _take_pid(err)
         out = b"".join(chunks["out"]).decode(errors="replace")
         code = channel.recv_exit_status() if done else None
         channel.close()
         return out, err, code, pid
+
+
+def _take_pid(err: str) -> tuple[int | None, str]:
+    """The pid line the wrapper wrote, and stderr without it. Lines before it (sshd's
+    "Could not chdir to home directory", say) stay in stderr."""
+    lines = err.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.startswith(_PID_PREFIX) and line[len(_PID_PREFIX):].strip().isdigit():
+            return int(line[len(_PID_PREFIX):]), "".join(lines[:i] + lines[i + 1:])
+    return None, err
 
 
 def controller_identity() -> str:

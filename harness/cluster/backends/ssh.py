@@ -139,6 +139,8 @@ class SSHRemote:
                                  f"({address}): faults act on whole hosts")
             seen[address] = node
             self._addresses[node] = address
+            if conn.target.sudo:
+                conn.run(["true"])  # a missing sudo right: one line, before anything runs
             if conn.run(IDENTITY_ARGV, check=False).stdout.strip() == me:
                 raise UsageError(f"node {node} is this controller itself: a partition "
                                  "could cut splitbrain's own SSH; run the controller on "
