@@ -5,10 +5,11 @@ Each host is a namespace on a bridge of its own with one address, running
 (root login by key only; every user's keys are one file of the test's, read by root,
 since a user could not read it in the test's private directory). The test writes the
 known_hosts file, a user key and an ssh config whose aliases (``n1``, ``n2``...) name
-the hosts, so the ssh backend resolves node names the way it would on a user's machine. The hosts share the controller's
-kernel and file system but not its network stack: partitions and loss act on each
-host's own iptables, as on real machines. ``close`` kills every sshd and everything
-started through it, and removes the namespaces.
+the hosts, so the ssh backend resolves node names the way it would on a user's
+machine. The hosts share the controller's kernel, file system and process table but
+not its network stack: partitions and loss act on each host's own iptables, as on real
+machines. ``close`` kills every sshd and everything started through it, and removes
+the namespaces.
 """
 
 from __future__ import annotations
