@@ -376,3 +376,56 @@ class TestSudo:
             assert uid != "0" and uid.isdigit()
         finally:
             remote.teardown()
+
+
+def test_listeners_are_read_from_proc_net_tcp_as_the_kernel_writes_it():
+    """Real sockets of this process, found in the kernel's own tables."""
+    from harness.cluster.ports import listeners
+
+    with socket.socket() as v4, socket.socket(socket.AF_INET6) as v6, \
+            socket.socket() as idle:
+        v4.bind(("127.0.0.1", 0))
+        v4.listen()
+        v6.bind(("::", 0))
+        v6.listen()
+        idle.bind(("127.0.0.1", 0))  # bound, not listening
+        text = Path("/proc/net/tcp").read_text() + Path("/proc/net/tcp6").read_text()
+        found = listeners(text)
+        assert ("127.0.0.1", v4.getsockname()[1]) in found
+        assert ("::", v6.getsockname()[1]) in found
+        assert idle.getsockname()[1] not in {port for _, port in found}
+
+
+@pytest.mark.usefixtures("hosts")
+class TestPorts:
+    pytestmark = needs_hosts
+
+    def test_a_taken_port_refuses_the_server_in_one_line(self, hosts, tmp_path):
+        from harness.cluster.ports import busy_ports
+        from harness.context import Spec, Test
+        from harness.registry import load_system
+
+        remote = SSHRemote(["n1"], hosts.settings(), state_dir=tmp_path)
+        remote.setup(["n1"])
+        try:
+            wd = remote.workdir("n1")
+            listen = ("import socket,sys,time\nfor a, p in ((sys.argv[1], 7101), "
+                      "('127.0.0.1', 7102), ('0.0.0.0', 7103)):\n"
+                      "    s = socket.socket(); s.bind((a, p)); s.listen(); globals()[p] = s\n"
+                      "print('up', flush=True)\ntime.sleep(60)\n")
+            start_daemon(remote, "n1", [sys.executable, "-c", listen,
+                                        remote.peer_address("n1")],
+                         pidfile=f"{wd}/l.pid", logfile=f"{wd}/l.log")
+            deadline = time.monotonic() + 10
+            while "up" not in remote.run("n1", ["cat", f"{wd}/l.log"]).stdout:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert busy_ports(remote, "n1", [7101, 7102, 7103, 7104]) == [7101, 7103]
+            system = load_system("counterd", {"variant": "naive", "port": "7103"})
+            test = Test(Spec(nodes=["n1"], backend="ssh"), remote, tmp_path)
+            with pytest.raises(EnvironmentFailure) as e:
+                system.db(test).setup(test, "n1")
+            line = one_line(e)
+            assert "node n1" in line and "7103" in line and "counterd" in line
+        finally:
+            remote.teardown()
