@@ -429,3 +429,16 @@ class TestPorts:
             assert "node n1" in line and "7103" in line and "counterd" in line
         finally:
             remote.teardown()
+
+
+@pytest.mark.usefixtures("hosts")
+class TestWorkdir:
+    pytestmark = needs_hosts
+
+    def test_a_work_directory_that_cannot_be_made_is_one_line(self, hosts, tmp_path):
+        remote = SSHRemote(["n1"], hosts.settings(workdir="/proc/no-such-place"),
+                           state_dir=tmp_path)
+        with pytest.raises(EnvironmentFailure) as e:
+            remote.setup(["n1"])
+        assert "host n1" in one_line(e) and "/proc/no-such-place" in one_line(e)
+        assert remote.ledger is None and not list((tmp_path / "ledger").glob("*.json"))

@@ -49,7 +49,7 @@ from harness.cluster.ssh_conn import (
     parse_settings,
     resolve_target,
 )
-from harness.errors import UsageError
+from harness.errors import EnvironmentFailure, UsageError
 
 if TYPE_CHECKING:
     from harness.context import Spec
@@ -162,7 +162,11 @@ class SSHRemote:
                                    target=target)
                 self.ledger.record("ssh-chains", run_id=self.run_id, target=target)
             for node in self.nodes:
-                self._makedirs(node, self.workdir(node))
+                try:
+                    self._makedirs(node, self.workdir(node))
+                except OSError as e:
+                    raise EnvironmentFailure(f"host {node}: cannot make the work directory "
+                                             f"{self.workdir(node)}: {e}") from None
         except BaseException:
             self.teardown()
             raise
