@@ -442,3 +442,45 @@ class TestWorkdir:
             remote.setup(["n1"])
         assert "host n1" in one_line(e) and "/proc/no-such-place" in one_line(e)
         assert remote.ledger is None and not list((tmp_path / "ledger").glob("*.json"))
+
+
+@pytest.mark.usefixtures("hosts")
+class TestOtherPort:
+    pytestmark = needs_hosts
+
+    def test_a_host_on_another_port_has_its_own_known_hosts_entry(self, hosts, tmp_path):
+        """As OpenSSH: a key recorded for ``[addr]:2222`` is that port's, and a key known
+        for the address on port 22 does not vouch for port 2222."""
+        address = hosts.address("n2")
+        cfg = tmp_path / "sshd_config"
+        cfg.write_text((hosts.dir / "sshd_config_n2").read_text()
+                       .replace("Port 22", "Port 2222")
+                       .replace("sshd_n2.pid", "sshd_2222.pid"))
+        sshd = subprocess.Popen(["ip", "netns", "exec", hosts.local.namespace("n2"),
+                                 "/usr/sbin/sshd", "-D", "-e", "-f", str(cfg)],
+                                stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                try:
+                    socket.create_connection((address, 2222), timeout=1).close()
+                    break
+                except OSError:
+                    time.sleep(0.05)
+            node = f"root@{address}:2222"
+            key = str(hosts.user_key)
+            with pytest.raises(UsageError, match=f"ssh-keyscan -p 2222 {address}"):
+                SSHRemote([node], hosts.settings(key=key)).check_environment()
+            known = tmp_path / "kh"
+            first = SSHRemote([node], hosts.settings(key=key, known_hosts=str(known),
+                                                     host_key_policy="accept-new"))
+            first.check_environment()
+            first.teardown()
+            assert known.read_text().startswith(f"[{address}]:2222 ssh-ed25519 ")
+            again = SSHRemote([node], hosts.settings(key=key, known_hosts=str(known)))
+            again.check_environment()
+            assert again.run(node, ["echo", "ok"]).stdout == "ok\n"
+            again.teardown()
+        finally:
+            sshd.kill()
+            sshd.wait()
