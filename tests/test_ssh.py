@@ -199,6 +199,43 @@ class TestHosts:
             remote.teardown()
         assert not root.exists() or list(root.iterdir()) == []
 
+    def test_big_output_on_both_streams_does_not_deadlock(self, hosts, tmp_path):
+        remote = SSHRemote(["n3"], hosts.settings())
+        remote.check_environment()
+        try:
+            script = ("i=0; while [ $i -lt 200 ]; do head -c 20000 /dev/zero | tr '\\0' o; "
+                      "head -c 20000 /dev/zero | tr '\\0' e >&2; i=$((i+1)); done; exit 7")
+            began = time.monotonic()
+            result = remote.run("n3", ["sh", "-c", script], check=False, timeout=60)
+            assert (result.returncode, len(result.stdout), len(result.stderr)) == \
+                (7, 4_000_000, 4_000_000)
+            assert set(result.stdout) == {"o"} and set(result.stderr) == {"e"}
+            assert time.monotonic() - began < 60
+        finally:
+            remote.teardown()
+
+    def test_any_argument_list_arrives_as_it_was(self, hosts):
+        """Property: whatever the text, the host's argv is the controller's."""
+        from hypothesis import HealthCheck, given, settings
+        from hypothesis import strategies as st
+
+        remote = SSHRemote(["n1"], hosts.settings())
+        remote.check_environment()
+        text = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"),
+                       max_size=40)
+
+        @settings(max_examples=60, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(st.lists(text, min_size=1, max_size=5))
+        def arrives(argv: list[str]) -> None:
+            out = remote.run("n1", ["printf", "%s\\0", *argv]).stdout
+            assert out.split("\0")[:-1] == argv
+
+        try:
+            arrives()
+        finally:
+            remote.teardown()
+
     def test_the_controller_cannot_be_one_of_its_nodes(self, hosts, tmp_path):
         """An sshd in the controller's own network namespace (on a free loopback port)."""
         with socket.socket() as s:
