@@ -97,8 +97,9 @@ def parse_settings(table: dict[str, Any]) -> dict[str, Any]:
         raise UsageError(f"[ssh] host_key_policy must be one of {', '.join(POLICIES)}, "
                          f"got {policy!r}")
     for key in ("port", "connect_timeout"):
-        if key in out and (not isinstance(out[key], int | float) or out[key] <= 0):
-            raise UsageError(f"[ssh] {key} must be a positive number, got {out[key]!r}")
+        value = out.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise UsageError(f"[ssh] {key} must be a positive number, got {value!r}")
     if "sudo" in out and not isinstance(out["sudo"], bool):
         raise UsageError(f"[ssh] sudo must be true or false, got {out['sudo']!r}")
     for key in ("user", "key", "known_hosts", "config", "workdir"):
@@ -152,16 +153,16 @@ def resolve_target(node: str, settings: dict[str, Any]) -> Target:
         raise UsageError(f"[ssh] key {missing[0]} does not exist")
     known = settings.get("known_hosts") or (found.get("userknownhostsfile") or
                                              "~/.ssh/known_hosts").split()[0]
+    user = user or settings.get("user") or found.get("user") or _local_user()
     return Target(
         node=node,
         host=found.get("hostname", alias),
         port=int(port or settings.get("port") or found.get("port", 22)),
-        user=user or settings.get("user") or found.get("user") or _local_user(),
+        user=user,
         keys=tuple(k for k in keys if os.path.isfile(k)),
         known_hosts=os.path.expanduser(known),
         policy=settings.get("host_key_policy", "strict"),
-        sudo=settings.get("sudo", (user or settings.get("user") or found.get("user")
-                                   or _local_user()) != "root"),
+        sudo=settings.get("sudo", user != "root"),
         timeout=float(settings.get("connect_timeout", 10)),
     )
 
