@@ -333,27 +333,43 @@ def _kill_daemons(r: dict[str, Any]) -> list[str]:
 
 def _remove_dir(r: dict[str, Any]) -> list[str]:
     path, node = _guard(r), r["target"]["node"]
-    conn = _connection(r)
-    if conn.run(["test", "-e", path], check=False).returncode != 0:
-        return []
-    conn.run(["rm", "-rf", "--", path], timeout=120)
-    return [f"removed directory {path} on {node}"]
+    result = _connection(r).run(
+        ["sh", "-c", '[ -e "$1" ] || exit 0; rm -rf -- "$1" && echo removed', "sh", path],
+        check=False, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{node}: cannot remove {path}: {result.stderr.strip()}")
+    return [f"removed directory {path} on {node}"] if result.stdout.strip() else []
+
+
+_REMOVE_CHAINS = (
+    'for c in "$@"; do\n'
+    '  found=\n'
+    '  iptables -w -C INPUT -j "$c" 2>/dev/null && found=1\n'
+    '  iptables -w -n -L "$c" >/dev/null 2>&1 && found=1\n'
+    '  [ -n "$found" ] || continue\n'
+    '  while iptables -w -C INPUT -j "$c" 2>/dev/null; do\n'
+    '    iptables -w -D INPUT -j "$c" || exit 1\n'
+    '  done\n'
+    '  if iptables -w -n -L "$c" >/dev/null 2>&1; then\n'
+    '    iptables -w -F "$c" && iptables -w -X "$c" || exit 1\n'
+    '  fi\n'
+    '  echo "$c"\n'
+    'done\n'
+)
+"""Removes each named chain and every jump to it from INPUT; prints what it removed."""
 
 
 def _remove_chains(r: dict[str, Any]) -> list[str]:
-    conn = _connection(r)
-    chains = (net.CHAIN, net.LOSS_CHAIN, net.DELAY_CHAIN)
-    present = conn.run(["sh", "-c", 'iptables -w -S INPUT 2>/dev/null; '
-                        'for c in "$@"; do iptables -w -n -L "$c" >/dev/null 2>&1 '
-                        '&& echo "-N $c"; done', "sh", *chains], check=False).stdout
-    found = [c for c in chains if f"-N {c}" in present or f"-j {c}" in present]
-    if not found:
-        return []
-    script = "".join(net._remove_chain(c) for c in found)
-    result = conn.run(["sh", "-c", script], check=False, timeout=60)
+    """splitbrain's chains on the host (their names are splitbrain's alone), in one
+    command: a run's faults may have made any of them."""
+    node = r["target"]["node"]
+    result = _connection(r).run(
+        ["sh", "-c", _REMOVE_CHAINS, "sh", net.CHAIN, net.LOSS_CHAIN, net.DELAY_CHAIN],
+        check=False, timeout=60)
     if result.returncode != 0:
-        raise RuntimeError(f"{r['target']['node']}: {result.stderr.strip()}")
-    return [f"removed chain {c} on {r['target']['node']}" for c in found]
+        raise RuntimeError(f"{node}: cannot remove splitbrain's chains: "
+                           f"{result.stderr.strip()}")
+    return [f"removed chain {c} on {node}" for c in result.stdout.split()]
 
 
 register_remover("ssh-dir", _remove_dir, quiesce=_kill_daemons)
