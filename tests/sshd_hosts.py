@@ -69,6 +69,7 @@ class SshdHosts:
         self.known_hosts = self.dir / "known_hosts"
         self.config = self.dir / "ssh_config"
         self.host_keys: dict[str, Path] = {}
+        self.exported = False
         self.local.setup(self.names)
         try:
             self.authorized.write_text(keygen(self.user_key) + "\n")
@@ -99,6 +100,7 @@ class SshdHosts:
     def export(self) -> None:
         """Makes the settings visible to child processes (see SETTINGS_ENV)."""
         os.environ[SETTINGS_ENV] = json.dumps(self.settings())
+        self.exported = True
 
     def start(self, name: str) -> None:
         cfg = self.dir / f"sshd_config_{name}"
@@ -131,7 +133,8 @@ class SshdHosts:
         for name in list(self.sshd):
             self.stop(name)
         self.local.teardown()  # kills whatever sshd started in the namespaces
-        os.environ.pop(SETTINGS_ENV, None)
+        if self.exported:
+            os.environ.pop(SETTINGS_ENV, None)
 
 
 def settings_from_env() -> dict[str, object]:

@@ -284,6 +284,11 @@ class Connection:
         assert transport is not None
         return str(transport.getpeername()[0])
 
+    @property
+    def active(self) -> bool:
+        transport = self.client.get_transport()
+        return transport is not None and transport.is_active()
+
     def close(self) -> None:
         if self._sftp is not None:
             self._sftp.close()

@@ -293,6 +293,8 @@ def _connection(r: dict[str, Any]) -> Connection:
     """The live run's connection to the resource's host, or a new one (kept until exit)
     made from the ledger's record and the user's SSH setup."""
     key = _key(r["target"])
+    if key in _LIVE and not _LIVE[key].active:  # the host went away since; try again
+        _LIVE.pop(key).close()
     if key not in _LIVE:
         from harness.errors import SplitbrainError
 
