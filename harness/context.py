@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from harness.schema import Schema, TextAs, show
 
@@ -48,6 +48,30 @@ OptionValue = Annotated[str, Field(max_length=4096)] | int | float | bool
 each system and workload checks its own (``harness.systems.options``)."""
 
 
+class SSHSettings(Schema):
+    """The ``[ssh]`` table of a test file (``--backend ssh``); every key optional. Nothing
+    here is a secret: a key's passphrase comes from ssh-agent or the environment."""
+
+    user: Annotated[str, Field(min_length=1, max_length=100)] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    key: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    known_hosts: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    host_key_policy: Literal["strict", "accept-new"] = "strict"
+    sudo: bool | None = None
+    config: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+    connect_timeout: Annotated[float, Field(gt=0, le=300)] = 10.0
+    workdir: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """What the backend reads: the keys given, defaults for the rest."""
+        return self.model_dump(exclude_none=True)
+
+
+SSH_NODE = re.compile(r"(?:[A-Za-z0-9._-]{1,64}@)?(?:[A-Za-z0-9._-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])"
+                      r"(?::[0-9]{1,5})?")
+"""An ssh backend's node: ``[USER@]HOST[:PORT]`` (an IPv6 host in brackets)."""
+
+
 class Spec(Schema):
     """What the user asked for, validated (``harness.spec_loader`` builds it from a TOML
     file and flags); written to ``test.json``. A new setting is one field here, with its
@@ -79,6 +103,8 @@ class Spec(Schema):
     """Docker backend: a user's own node image ("" for splitbrain's)."""
     build_image: bool = False
     """Docker backend: build splitbrain's node image when it is missing."""
+    ssh: SSHSettings = Field(default_factory=SSHSettings)
+    """Ssh backend: the ``[ssh]`` table (users, ports, keys, host key policy, sudo)."""
 
     @field_validator("nemesis", mode="before")
     @classmethod
@@ -91,7 +117,7 @@ class Spec(Schema):
 
     @field_validator("nodes", mode="before")
     @classmethod
-    def _count_or_names(cls, value: Any) -> Any:
+    def _count_or_names(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             if not 1 <= value <= MAX_NODES:
                 raise ValueError(f"must be a number of nodes from 1 to {MAX_NODES}")
@@ -100,10 +126,16 @@ class Spec(Schema):
             raise ValueError("must be a number of nodes or a list of node names")
         if not 1 <= len(value) <= MAX_NODES:
             raise ValueError(f"must name 1 to {MAX_NODES} nodes")
-        for name in value:
-            if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
-                raise ValueError(f"has a bad node name {show(name)}: use up to 32 letters, "
-                                 "digits, '_', '.' and '-'")
+        if info.data.get("backend") == "ssh":
+            for name in value:
+                if not isinstance(name, str) or not SSH_NODE.fullmatch(name):
+                    raise ValueError(f"has a bad node {show(name)}: expected "
+                                     "[USER@]HOST[:PORT]")
+        else:
+            for name in value:
+                if not isinstance(name, str) or not NODE_NAME.fullmatch(name):
+                    raise ValueError(f"has a bad node name {show(name)}: use up to 32 "
+                                     "letters, digits, '_', '.' and '-'")
         if len(set(value)) != len(value):
             raise ValueError("must name distinct nodes")
         return value

@@ -109,6 +109,12 @@ def _message(error: ValidationError, where: Mapping[str, str],
             finite = not isinstance(first["input"], float)
             first = {**first, "loc": loc[:2], "type": "option_value" if finite else
                      "finite_number", "msg": "must be a string, a number or true/false"}
+    if first["type"] == "extra_forbidden" and key is not None and len(loc) == 2:
+        table = Spec.model_fields[key].annotation  # a key inside a table such as [ssh]
+        if isinstance(table, type) and issubclass(table, BaseModel):
+            bad, known = str(loc[1]), sorted(table.model_fields)
+            return (f"{where.get(key, '')}: unknown key {show(bad)} in [{key}]"
+                    f"{did_you_mean(bad, known)} (known: {', '.join(known)})")
     if first["type"] == "extra_forbidden" and key is not None:
         known = sorted(Spec.model_fields)
         return (f"{where.get(key, '')}: unknown key {show(key)}{did_you_mean(key, known)} "

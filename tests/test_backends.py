@@ -8,7 +8,8 @@ while the controller still reaches every node, tear down to nothing, and be clea
 by ``splitbrain cleanup`` after its controller is SIGKILLed (on Docker, the labels'
 sweep is tested too). The Docker backend needs a
 running engine and the node image (``splitbrain image build``); it is skipped with the
-reason when either is missing.
+reason when either is missing. The ssh backend runs against real sshd hosts in network
+namespaces (``tests/sshd_hosts.py``), made once for the session.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ pytestmark = [pytest.mark.root,
 REPO = Path(__file__).parents[1]
 NODES = ["n1", "n2", "n3"]
 PORT = 7070
-BACKENDS = ["local", "docker"]
+BACKENDS = ["local", "docker", "ssh"]
 
 
 
@@ -48,6 +49,11 @@ def make(backend: str, state_dir: Path | str) -> Remote:
     from harness.cluster.backends.docker import DockerRemote
     from harness.cluster.backends.local import LocalRemote
 
+    if backend == "ssh":
+        from harness.cluster.backends.ssh import SSHRemote
+        from tests.sshd_hosts import settings_from_env
+
+        return SSHRemote(settings=settings_from_env(), state_dir=state_dir)
     cls = LocalRemote if backend == "local" else DockerRemote
     return cls(state_dir=state_dir)
 
@@ -63,14 +69,38 @@ def docker_ready() -> str | None:
     return None
 
 
-def skip_unless_ready(backend: str) -> None:
+def skip_unless_ready(backend: str, request: pytest.FixtureRequest) -> None:
     if backend == "docker" and (why := docker_ready()):
         pytest.skip(why)
+    if backend == "ssh":
+        if not os.path.exists("/usr/sbin/sshd"):
+            pytest.skip("no /usr/sbin/sshd (apt-get install openssh-server)")
+        request.getfixturevalue("ssh_hosts")
+
+
+@pytest.fixture(scope="session")
+def ssh_hosts(tmp_path_factory):
+    """Three sshd hosts n1..n3 (aliases in an ssh config), their settings exported for
+    child processes."""
+    from tests.sshd_hosts import SshdHosts
+
+    hosts = SshdHosts(tmp_path_factory.mktemp("sshd-hosts"), len(NODES))
+    hosts.export()
+    yield hosts
+    hosts.close()
 
 
 def leftovers(backend: str, run_id: str) -> list[str]:
     """What of run ``run_id`` still exists on the host: namespaces and links, or
     containers and networks."""
+    if backend == "ssh":  # the hosts share this file system and process table
+        mark = f"splitbrain-{run_id}"
+        found = [str(p) for p in Path("/var/tmp").glob(mark)]
+        for fd in Path("/proc").glob("[0-9]*/fd/*"):
+            with contextlib.suppress(OSError):
+                if mark in os.readlink(fd):
+                    found.append(f"{fd}: {os.readlink(fd)}")
+        return found
     if backend == "local":
         found = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
         found += subprocess.run(["ip", "netns"], capture_output=True, text=True).stdout
@@ -84,7 +114,7 @@ def leftovers(backend: str, run_id: str) -> list[str]:
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def cluster(request, tmp_path_factory):
-    skip_unless_ready(request.param)
+    skip_unless_ready(request.param, request)
     remote = make(request.param, tmp_path_factory.mktemp(f"state-{request.param}"))
     remote.setup(NODES)
     remote.backend = request.param
@@ -155,7 +185,9 @@ def test_run_timeout_kills_the_command_on_the_node(cluster):
     assert time.monotonic() - began < 10
     time.sleep(0.5)
     procs = cluster.run("n1", ["ps", "-eo", "stat,args"]).stdout
-    assert not [p for p in procs.splitlines() if "sleep 30" in p and not p.startswith("Z")]
+    # Exactly these sleeps: the hosts may share a process table with other tests.
+    assert not [p for p in procs.splitlines()
+                if p.split()[1:] in (["sleep", "301"], ["sleep", "302"]) and p[0] != "Z"]
 
 
 def test_upload_and_download_files_and_trees(cluster, tmp_path):
@@ -244,8 +276,8 @@ time.sleep(600)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_teardown_and_cleanup_after_sigkill_leave_nothing(backend, tmp_path):
-    skip_unless_ready(backend)
+def test_teardown_and_cleanup_after_sigkill_leave_nothing(backend, tmp_path, request):
+    skip_unless_ready(backend, request)
     remote = make(backend, tmp_path / "a")
     remote.setup(["n1"])
     run_id = remote.run_id
@@ -267,11 +299,12 @@ def test_teardown_and_cleanup_after_sigkill_leave_nothing(backend, tmp_path):
     assert cleanup_all(state) == ["nothing to clean up"]
 
 
-def test_docker_sweep_removes_only_labelled_containers_of_dead_controllers(tmp_path):
+def test_docker_sweep_removes_only_labelled_containers_of_dead_controllers(tmp_path,
+                                                                          request):
     """The labels are a safety net for a run whose ledger is lost: cleanup removes a
     labelled container whose controller is dead, and leaves one whose controller lives
     and one splitbrain never labelled."""
-    skip_unless_ready("docker")
+    skip_unless_ready("docker", request)
     from harness.cluster.backends.docker import CONTROLLER_LABEL, RUN_LABEL, connect
     from harness.cluster.image import default_image
     from harness.cluster.ledger import process_start_time

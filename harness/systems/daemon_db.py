@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from harness.cluster.ports import require_free_ports
 from harness.daemon import daemon_running, kill_daemon, signal_daemon, start_daemon, stop_daemon
 from harness.errors import EnvironmentFailure
 
@@ -56,6 +57,11 @@ class DaemonDB:
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         raise NotImplementedError
 
+    def ports(self, test: Test) -> list[int]:
+        """The TCP ports the server listens on: checked free on each node before setup
+        (a real host may run its own service there)."""
+        return []
+
     def ready(self, test: Test, node: str) -> bool:
         """Whether the server on ``node`` answers as clients will need it to."""
         raise NotImplementedError
@@ -81,6 +87,7 @@ class DaemonDB:
     def setup(self, test: Test, node: str) -> None:
         if node not in self.nodes(test):
             return
+        require_free_ports(test.remote, node, self.ports(test), self.server)
         paths = self.paths(test, node)
         test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # every run starts empty
         test.remote.run(node, ["mkdir", "-p", paths.data_dir])

@@ -57,6 +57,9 @@ class EtcdDB(DaemonDB):
     server = "etcd"
     startup_timeout = 30.0  # members wait for a quorum of their peers
 
+    def ports(self, test: Test) -> list[int]:
+        return [CLIENT_PORT, PEER_PORT]
+
     def __init__(self, cluster_token: str) -> None:
         self.cluster_token = cluster_token
 

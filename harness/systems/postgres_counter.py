@@ -83,6 +83,9 @@ class PostgresDB(DaemonDB):
         self.options = options
         self.bin_dir = ""  # found on the node in prepare()
 
+    def ports(self, test: Test) -> list[int]:
+        return [PORT]
+
     def nodes(self, test: Test) -> list[str]:
         return test.nodes[:1]
 

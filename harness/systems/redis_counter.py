@@ -72,6 +72,9 @@ class RedisDB(DaemonDB):
     def __init__(self, options: RedisOptions) -> None:
         self.options = options
 
+    def ports(self, test: Test) -> list[int]:
+        return [self.options.port]
+
     def nodes(self, test: Test) -> list[str]:
         return list(test.nodes) if self.options.replicas == "async" else test.nodes[:1]
 

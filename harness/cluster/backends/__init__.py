@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 BACKENDS: dict[str, str] = {
     "local": "harness.cluster.backends.local",
     "docker": "harness.cluster.backends.docker",
+    "ssh": "harness.cluster.backends.ssh",
 }
 
 

@@ -68,6 +68,9 @@ class CounterdDB(DaemonDB):
     def __init__(self, options: CounterdOptions) -> None:
         self.options = options
 
+    def ports(self, test: Test) -> list[int]:
+        return [self.options.port]
+
     def nodes(self, test: Test) -> list[str]:
         return list(test.nodes) if self.options.variant == "async-replica" else test.nodes[:1]
 
