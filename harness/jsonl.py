@@ -162,15 +162,15 @@ def iter_records(path: Path | str, *, tolerate_torn_tail: bool = False,
             check_budget(limits, f"line {n + 1}")
             try:
                 records = batch(b"[" + b",".join(lines) + b"]") if chunk else None
-            except (msgspec.DecodeError, msgspec.ValidationError):
-                records = None
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                records = None  # read line by line, to name the line
             if records is not None and _plain_records(records, n):
                 yield from records
             else:
                 for i, line in enumerate(lines, n + 1):
                     try:
                         op = _parse(slow(line), names)
-                    except (msgspec.DecodeError, HistoryError) as e:
+                    except (msgspec.DecodeError, HistoryError, RecursionError) as e:
                         if not line.strip():
                             continue
                         if not chunk and tolerate_torn_tail and \
@@ -219,6 +219,8 @@ def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False,
 def _line_error(path: Path | str, n: int, e: Exception, *, torn: bool) -> HistoryError:
     if isinstance(e, HistoryError):
         return HistoryError(f"{path}:{n}: {e}")
+    if isinstance(e, RecursionError):  # msgspec's own depth limit, deeper than ours
+        return HistoryError(f"{path}:{n}: values nested too deeply")
     msg = str(e).splitlines()[0] if str(e) else type(e).__name__
     if isinstance(e, msgspec.ValidationError):  # a number msgspec cannot represent
         return HistoryError(f"{path}:{n}: {msg.split(' - at ')[0].lower()} (a number too large)")
