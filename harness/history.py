@@ -28,6 +28,15 @@ __all__ = ["FAIL", "INFO", "INVOKE", "MAX_LINE", "NEMESIS", "OK", "TYPES", "Hist
            "HistoryWriter", "Op", "Pair", "Record", "completions", "iter_jsonl",
            "iter_records", "pairs", "parse_op", "read_jsonl"]
 
+def _describe(value: Any) -> str:
+    """A value JSON cannot hold, said in words."""
+    if isinstance(value, float):
+        return repr(value)  # 'nan', 'inf', '-inf'
+    if isinstance(value, int):
+        return f"an integer of {value.bit_length()} bits"
+    return f"a {type(value).__name__} that JSON cannot hold"
+
+
 class HistoryWriter:
     """Appends operations to ``history.jsonl``, stamping index and time.
 
@@ -47,7 +56,8 @@ class HistoryWriter:
         except OSError as e:
             raise StoreError(f"could not create {self.path} ({e.strerror or e})",
                              path=self.path) from e
-        self._dumps = json.JSONEncoder(separators=(",", ":"), default=str).encode
+        self._dumps = json.JSONEncoder(separators=(",", ":"), default=str,
+                                       allow_nan=False).encode
         self.count = 0
         self.failure: StoreError | None = None
         """Why the history stopped being written, once it has."""
@@ -62,11 +72,30 @@ class HistoryWriter:
         op.time = time.monotonic_ns() - self.t0_ns
         self.count += 1
         try:
-            self._file.write(self._dumps(op.to_dict()) + "\n")
+            line = self._dumps(op.to_dict())
+        except (ValueError, RecursionError):  # a user client's NaN, huge int, deep value
+            line = self._dumps(self._recordable(op.to_dict()))
+        try:
+            self._file.write(line + "\n")
             self._file.flush()
         except OSError as e:
             raise self._failed(e, f"op {op.index} on") from e
         return op
+
+    def _recordable(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """``fields`` with each value JSON cannot hold (NaN, infinities, an integer
+        past 4,300 digits, nesting past the recursion limit) replaced by a string that
+        says what it was: the history stays readable, and the checkers see an ill-typed
+        value (an anomaly such as "read returned 'nan'") rather than the run losing its
+        history."""
+        out = {}
+        for key, value in fields.items():
+            try:
+                self._dumps(value)
+                out[key] = value
+            except (ValueError, RecursionError):
+                out[key] = _describe(value)
+        return out
 
     def sync(self) -> None:
         if not self._file.closed:

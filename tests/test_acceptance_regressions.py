@@ -21,3 +21,24 @@ def test_a_value_nested_past_msgspecs_own_limit_is_a_line_error(tmp_path: Path,
     for read in (lambda: list(iter_records(path)), lambda: read_jsonl(path)):
         with pytest.raises(HistoryError, match=r"history\.jsonl:2: values nested"):
             read()
+
+
+@pytest.mark.parametrize("value, said", [(float("nan"), "nan"), (float("inf"), "inf"),
+                                         (10 ** 5000, "an integer of 16610 bits"),
+                                         ([float("nan")], "a list that JSON cannot hold")],
+                         ids=["nan", "inf", "huge-int", "list-with-nan"])
+def test_a_value_json_cannot_hold_is_recorded_as_words(tmp_path: Path, value: object,
+                                                       said: str) -> None:
+    """A user client whose read returned NaN had `NaN` written into history.jsonl: the
+    run could not read its own history back and ended unknown, without a report. The
+    value is recorded as words instead, so the checkers see an ill-typed read."""
+    from harness.history import HistoryWriter
+    from harness.ops import Op
+
+    path = tmp_path / "history.jsonl"
+    writer = HistoryWriter(path)
+    writer.append(Op("invoke", "read", None, process=0))
+    writer.append(Op("ok", "read", value, process=0))
+    writer.close()
+    ops = read_jsonl(path)
+    assert [op.value for op in ops] == [None, said]
