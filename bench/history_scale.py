@@ -27,6 +27,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -67,22 +68,44 @@ def baseline(path: Path) -> tuple[float, float]:
     return time.perf_counter() - began, time.process_time() - cpu
 
 
+PEAK_PROBE = """\
+import os
+_exit = os._exit
+def _exit_with_peak(code):
+    with open("/proc/self/status") as f:
+        kb = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+    with open(os.environ["SPLITBRAIN_BENCH_PEAK"], "w") as out:
+        out.write(kb)
+    _exit(code)
+os._exit = _exit_with_peak  # the CLI ends with os._exit: no atexit hook would run
+from harness.cli import main
+main()
+"""
+"""The child's own high-water mark (``VmHWM``, of its address space since its exec). Its
+``ru_maxrss`` is no measure: Linux carries the parent's high-water mark across fork and
+exec, so a child of this bench (which holds hundreds of MB) reported the bench's peak."""
+
+
 def timed_subprocess(args: list[str]) -> tuple[int, float, float, float, str]:
     """Exit code, wall seconds, CPU seconds and peak resident MiB of ``splitbrain
     ARGS``, and its last line of output. On a shared machine the CPU ratio is the
     steadier figure; both are printed."""
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    began = time.perf_counter()
-    p = subprocess.Popen([sys.executable, "-c", "from harness.cli import main; main()",
-                          *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
-    assert p.stdout is not None
-    out = p.stdout.read().decode(errors="replace")
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - began
-    p.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.NamedTemporaryFile("r", suffix=".peak") as peak_file:
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+               "SPLITBRAIN_BENCH_PEAK": peak_file.name}
+        began = time.perf_counter()
+        p = subprocess.Popen([sys.executable, "-c", PEAK_PROBE, *args],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        assert p.stdout is not None
+        out = p.stdout.read().decode(errors="replace")
+        _, status, usage = os.wait4(p.pid, 0)
+        seconds = time.perf_counter() - began
+        p.returncode = os.waitstatus_to_exitcode(status)
+        peak_kb = peak_file.read().strip()
     last = out.strip().splitlines()[-1] if out.strip() else ""
     cpu = usage.ru_utime + usage.ru_stime
-    return p.returncode, seconds, cpu, usage.ru_maxrss / 1024, last
+    peak = int(peak_kb) / 1024 if peak_kb else float("nan")  # nan: the child died hard
+    return p.returncode, seconds, cpu, peak, last
 
 
 def run_dir_for(history: Path, work: Path) -> Path:
