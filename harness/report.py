@@ -48,6 +48,7 @@ MAX_JSON = 64 << 20
 MAX_EXAMPLES = 10
 """Examples shown per anomaly; results.json keeps them all."""
 MAX_ANOMALIES = 30
+MAX_NOTES = 10
 MAX_CHECKERS = 30
 MAX_COUNTEREXAMPLES = 5
 MAX_PREFIX = 10
@@ -182,6 +183,7 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "run": short(run_dir.name, 200),
         "valid": _verdict(results.get("valid")),
         "reason": short(results.get("reason") or "", 300),
+        "notes": _notes(results.get("notes")),
         "test": {k: short(test[k], 300) for k in TEST_KEYS if k in test},
         "command": short(reproduce_command(test), 2000),
         "history": history,
@@ -199,6 +201,14 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "files": files,
         "more_files": more_files,
     }
+
+
+def _notes(notes: Any) -> list[str]:
+    """What the run said besides its verdict (a default fault left out because it could
+    not act on the run, say): the report says it as the summary does."""
+    if not isinstance(notes, list):
+        return []
+    return [short(n, 300) for n in notes if isinstance(n, str)][:MAX_NOTES]
 
 
 def _verdict(v: Any) -> bool | str:

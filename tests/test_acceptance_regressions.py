@@ -42,3 +42,22 @@ def test_a_value_json_cannot_hold_is_recorded_as_words(tmp_path: Path, value: ob
     writer.close()
     ops = read_jsonl(path)
     assert [op.value for op in ops] == [None, said]
+
+
+def test_the_report_says_which_default_fault_was_left_out(tmp_path: Path) -> None:
+    """Issue 6: a default fault that cannot act on the run is dropped "and says so in
+    the summary and the report"; results.json had the note, report.html did not."""
+    import json
+
+    from harness.report import render_report
+
+    note = "default fault partition left out: system postgres runs on n1 alone"
+    (tmp_path / "test.json").write_text(json.dumps({"name": "pg", "system": "postgres"}))
+    (tmp_path / "results.json").write_text(json.dumps(
+        {"valid": True, "anomalies": [], "notes": [note, 5, "<b>escaped</b>"]}))
+    (tmp_path / "history.jsonl").write_text(
+        '{"type":"invoke","f":"add","process":0,"value":1,"time":1,"index":0}\n'
+        '{"type":"ok","f":"add","process":0,"value":1,"time":2,"index":1}\n')
+    html = render_report(tmp_path)
+    assert f"note: {note}" in html
+    assert "&lt;b&gt;escaped&lt;/b&gt;" in html and "<b>escaped" not in html
