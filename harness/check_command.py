@@ -162,13 +162,21 @@ def check_fit(model: Model, history: list[Op]) -> None:
     """Raises UsageError when the history has operations the model cannot take.
 
     Each distinct operation is tried once from the initial state with an unknown
-    result; a model that does not know it raises, and the message names the models
-    that would take every operation of this history.
+    result, and so is each distinct kind of result an ``ok`` completion returned (a
+    set read that returned a number, say); a model that cannot take one raises, and the
+    message names the models that would take every operation of this history.
     """
-    samples: dict[str, Op] = {}
+    samples: dict[tuple[str, str | None], tuple[Op, Any, Op]] = {}
+    invoked: dict[Any, Op] = {}
     for op in history:
-        if op.process != NEMESIS and op.type == "invoke":
-            samples.setdefault(op.f, op)
+        if op.process == NEMESIS:
+            continue
+        if op.type == "invoke":
+            samples.setdefault((op.f, None), (op, UNKNOWN, op))
+            invoked[op.process] = op
+        elif op.type == "ok" and op.process in invoked:
+            inv = invoked[op.process]
+            samples.setdefault((op.f, type(op.value).__name__), (inv, op.value, op))
     if model.name in ("register", "cas-register") and _keyed_reads(history):
         raise UsageError(f"every read names a key ([key, null]), as in a Jepsen "
                          f"independent history; the {model.name} model would take the "
@@ -193,10 +201,13 @@ def _keyed_reads(history: list[Op]) -> bool:
                                for v in reads)
 
 
-def _misfit(model: Model, samples: dict[str, Op]) -> str | None:
-    for f, op in samples.items():
+def _misfit(model: Model, samples: dict[tuple[str, str | None], tuple[Op, Any, Op]]
+            ) -> str | None:
+    for invoked, result, op in samples.values():
         try:
-            model.step(model.init(), f, op.value, UNKNOWN)
+            model.step(model.init(), invoked.f, invoked.value, result)
         except (TypeError, ValueError, KeyError, AttributeError) as e:
-            return f"op {op.index} ({f} {json.dumps(op.value, default=str)}): {e}"
+            shown = json.dumps(op.value, default=str)
+            what = f"{op.f} {shown}" if op is invoked else f"{op.f} returned {shown}"
+            return f"op {op.index} ({what}): {e}"
     return None

@@ -61,3 +61,18 @@ def test_the_report_says_which_default_fault_was_left_out(tmp_path: Path) -> Non
     html = render_report(tmp_path)
     assert f"note: {note}" in html
     assert "&lt;b&gt;escaped&lt;/b&gt;" in html and "<b>escaped" not in html
+
+
+def test_a_set_read_that_returned_a_number_is_a_usage_error(tmp_path: Path) -> None:
+    """`check --model set` on a history whose read returned a number crashed in the
+    search (TypeError, exit 255); the fit check tried invocations only."""
+    from checkers.models import make_model
+    from harness.check_command import check_fit
+    from harness.errors import UsageError
+
+    path = tmp_path / "history.jsonl"
+    path.write_text('{"type":"invoke","f":"read","process":0,"value":null}\n'
+                    '{"type":"ok","f":"read","process":0,"value":5}\n')
+    with pytest.raises(UsageError, match=r"set model cannot take this history: op 1 "
+                                         r"\(read returned 5\)"):
+        check_fit(make_model("set", None), read_jsonl(path))
