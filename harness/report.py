@@ -53,6 +53,7 @@ MAX_COUNTEREXAMPLES = 5
 MAX_PREFIX = 10
 MAX_CONCURRENT = 20
 MAX_FILES = 300
+MAX_NOTES = 20  # notes the run made about itself (a fault left out, ...)
 TEST_KEYS = ("system", "workload", "nemesis", "backend", "nodes", "concurrency", "rate",
              "time_limit", "seed", "options")
 
@@ -69,6 +70,10 @@ def write_report(run_dir: Path | str) -> Path:
 def save_report(run_dir: Path, html: str) -> Path:
     """Writes ``run_dir/report.html`` atomically (a UsageError when it cannot)."""
     return _write_atomically(run_dir / "report.html", html)
+
+
+def _listed(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def render_report(run_dir: Path | str) -> str:
@@ -182,6 +187,7 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "run": short(run_dir.name, 200),
         "valid": _verdict(results.get("valid")),
         "reason": short(results.get("reason") or "", 300),
+        "notes": [short(n, 300) for n in _listed(results.get("notes"))[:MAX_NOTES]],
         "test": {k: short(test[k], 300) for k in TEST_KEYS if k in test},
         "command": short(reproduce_command(test), 2000),
         "history": history,

@@ -133,6 +133,16 @@ def test_the_report_leads_with_the_verdict_and_shows_the_counterexample(tmp_path
     assert "--seed 42" in html
 
 
+def test_the_report_shows_the_run_s_notes_such_as_a_fault_left_out(tmp_path):
+    run = _run_dir(tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    results["notes"] = ["left out partition: <one node> cannot be partitioned", 7]
+    (run / "results.json").write_text(json.dumps(results))
+    html = write_report(run).read_text()
+    assert "Note: left out partition: &lt;one node&gt; cannot be partitioned" in html
+    assert "Note: 7" not in html  # a note that is not text is not shown
+
+
 def test_a_run_killed_before_its_verdict_still_gets_a_report(tmp_path):
     html = write_report(_run_dir(tmp_path, with_results=False)).read_text()
     assert "UNKNOWN" in html and "did not finish" in html
