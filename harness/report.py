@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from harness.context import SSHSettings
 from harness.errors import UsageError
 from harness.history import HistoryError, iter_jsonl
 from harness.report_charts import (
@@ -325,7 +326,8 @@ def _counterexample(checker: str, cx: dict[str, Any]) -> dict[str, Any]:
 
 def reproduce_command(test: dict[str, Any]) -> str:
     """The command line that runs this test again, with the same seed (fields of the
-    wrong type are left out)."""
+    wrong type are left out), on one line. An ssh run's ``[ssh]`` table (keys, users,
+    host key policy) has no flags: a shell comment says to give it in a test file."""
     args = ["splitbrain", "run"]
     for flag, key in (("--system", "system"), ("--workload", "workload"),
                       ("--backend", "backend"), ("--concurrency", "concurrency"),
@@ -343,10 +345,23 @@ def reproduce_command(test: dict[str, Any]) -> str:
     if isinstance(n, list) and n and all(isinstance(node, str) for node in n):
         args += ["--nodes", str(len(n))] if n == [f"n{i}" for i in range(1, len(n) + 1)] \
             else [a for node in n for a in ("--node", short(node, 200))]
+    image = test.get("image")
+    if isinstance(image, str) and image:
+        args += ["--image", short(image, 200)]
     options = test.get("options")
     for key, value in sorted(options.items() if isinstance(options, dict) else []):
         args += ["-o", f"{key}={short(value, 200)}"]
-    return shlex.join(args)
+    command = shlex.join(args)
+    if test.get("backend") == "ssh" and _ssh_table_given(test.get("ssh")):
+        command += "  # plus test.json's [ssh] table, in a TEST_FILE: no flag carries it"
+    return command
+
+
+def _ssh_table_given(ssh: Any) -> bool:
+    """Whether test.json's ``[ssh]`` table says anything its defaults do not."""
+    defaults = SSHSettings().model_dump()
+    return isinstance(ssh, dict) and any(v is not None and v != defaults.get(k)
+                                         for k, v in ssh.items())
 
 
 def _files(run_dir: Path) -> tuple[list[tuple[str, str, int]], int]:

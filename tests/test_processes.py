@@ -289,9 +289,9 @@ postmaster is still alive (only waits do), so a kill that misses it leaves it ru
 
 def psql(test: RunContext, *args: str) -> list[str]:
     """A psql command line on the controller, connecting to n1 as clients do."""
-    from harness.systems.postgres_counter import PORT
+    from harness.systems.postgres_counter import PostgresOptions
 
-    host, port = test.remote.endpoint("n1", PORT)
+    host, port = test.remote.endpoint("n1", PostgresOptions().port)  # the fixture's server
     return [CONTROLLER_PSQL[-1], "-h", host, "-p", str(port), "-U", "postgres", *args]
 
 

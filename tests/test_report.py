@@ -158,6 +158,26 @@ def test_reproduce_command_names_everything_the_run_needs():
         "-o variant=naive")
 
 
+def test_reproduce_command_keeps_the_image_and_points_at_the_ssh_table_on_one_line():
+    docker = {"system": "redis", "backend": "docker", "nodes": ["n1"], "image": "my img:1",
+              "build_image": False, "options": {"install": "apt"}}
+    assert reproduce_command(docker) == ("splitbrain run --system redis --backend docker "
+                                         "--nodes 1 --image 'my img:1' -o install=apt")
+    assert "--image" not in reproduce_command({**docker, "image": ""})
+    defaults = {"user": None, "port": None, "key": None, "known_hosts": None,
+                "host_key_policy": "strict", "sudo": None, "config": None,
+                "connect_timeout": 10.0, "workdir": None}
+    ssh = {"system": "etcd", "backend": "ssh", "nodes": ["admin@db1:2222", "db2"],
+           "image": "", "ssh": defaults}
+    plain = "splitbrain run --system etcd --backend ssh --node admin@db1:2222 --node db2"
+    assert reproduce_command(ssh) == plain  # nothing in [ssh] a flag would miss
+    for given in ({"key": "/home/u/.ssh/id_ed25519"}, {"host_key_policy": "accept-new"}):
+        command = reproduce_command({**ssh, "ssh": {**defaults, **given}})
+        assert command == plain + ("  # plus test.json's [ssh] table, in a TEST_FILE: "
+                                   "no flag carries it")
+        assert "\n" not in command
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", "from harness.cli import main; main()",
                            *args], capture_output=True, text=True, timeout=60, check=False)

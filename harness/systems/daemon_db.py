@@ -77,6 +77,11 @@ class DaemonDB:
         behind (e.g. PostgreSQL's ``postmaster.pid``); removed before every start."""
         return []
 
+    def check_programs(self, test: Test, node: str) -> None:
+        """Checks that the node has the server's programs (installing them first with
+        ``-o install=apt``). It runs before the port check, since a package's install
+        may start a service of its own on the server's port."""
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         """Runs once per node between making the empty data directory and the first
         start (e.g. to initialize a database there)."""
@@ -87,6 +92,7 @@ class DaemonDB:
     def setup(self, test: Test, node: str) -> None:
         if node not in self.nodes(test):
             return
+        self.check_programs(test, node)
         require_free_ports(test.remote, node, self.ports(test), self.server)
         paths = self.paths(test, node)
         test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # every run starts empty

@@ -27,7 +27,7 @@ import asyncpg
 
 from harness.client import Request
 from harness.history import Op
-from harness.systems.postgres_counter import ISOLATION, PORT, USER, PostgresOptions, definite
+from harness.systems.postgres_counter import ISOLATION, USER, PostgresOptions, definite
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -116,7 +116,8 @@ def clients(system: Any) -> dict[str, ClientFactory]:
 
     def factory(kind: str) -> ClientFactory:
         async def open_client(test: Test, node: str) -> PostgresRegisterClient:
-            return PostgresRegisterClient(kind, system.options, test.remote.endpoint(node, PORT))
+            endpoint = test.remote.endpoint(node, system.options.port)
+            return PostgresRegisterClient(kind, system.options, endpoint)
         return open_client
 
     return {"register": factory("register"), "set": factory("set")}
