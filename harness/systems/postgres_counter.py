@@ -158,22 +158,31 @@ def definite(error: BaseException) -> str | None:
     return None
 
 
-class PostgresCounterClient:
+class PostgresClient:
     """A worker's connection to n1, opened when needed and dropped after any doubt.
 
     Classified by the shared rule (``harness.client``): an error before the COMMIT (or
-    the single autocommit UPDATE) was sent is ``fail``, since PostgreSQL commits nothing
-    without it; after that only :func:`definite` errors are ``fail``, the rest ``info``.
+    the single autocommit statement) was sent is ``fail``, since PostgreSQL commits
+    nothing without it; after that only :func:`definite` errors are ``fail``, the rest
+    ``info``. Subclasses say what they do with ``_run`` and which ops they know.
     """
+
+    what = "postgres client"
 
     def __init__(self, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
         self.options, self.endpoint = options, endpoint
         self.conn: asyncpg.Connection | None = None
 
+    def knows(self, f: str) -> bool:
+        raise NotImplementedError
+
+    async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
+        raise NotImplementedError
+
     async def invoke(self, test: Test, op: Op) -> Op:
-        if op.f not in ("add", "read"):
-            return op.fail(f"the postgres counter has no operation {op.f!r}")
-        request = Request(op, definite, effects=op.f == "add")
+        if not self.knows(op.f):
+            return op.fail(f"the {self.what} has no operation {op.f!r}")
+        request = Request(op, definite, effects=op.f != "read")
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
@@ -184,6 +193,29 @@ class PostgresCounterClient:
         except Exception as e:
             self._drop_unless_idle(e)
             return request.completion(e)
+
+    def _drop_unless_idle(self, error: BaseException) -> None:
+        """Keeps the connection only after a definite error that left it idle (an aborted
+        transaction, rolled back); any other error may leave it mid-protocol."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            self.conn = None
+        elif definite(error) is None or conn.is_in_transaction():
+            conn.terminate()
+            self.conn = None
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.terminate()
+
+
+class PostgresCounterClient(PostgresClient):
+    """The counter: one row, updated by ``UPDATE`` or read-modify-write."""
+
+    what = "postgres counter"
+
+    def knows(self, f: str) -> bool:
+        return f in ("add", "read")
 
     async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
         if op.f == "read":
@@ -203,20 +235,6 @@ class PostgresCounterClient:
         request.sending()
         await transaction.commit()
         return op.ok(op.value)
-
-    def _drop_unless_idle(self, error: BaseException) -> None:
-        """Keeps the connection only after a definite error that left it idle (an aborted
-        transaction, rolled back); any other error may leave it mid-protocol."""
-        conn = self.conn
-        if conn is None or conn.is_closed():
-            self.conn = None
-        elif definite(error) is None or conn.is_in_transaction():
-            conn.terminate()
-            self.conn = None
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            self.conn.terminate()
 
 
 class PostgresSystem:
