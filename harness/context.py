@@ -43,6 +43,20 @@ DEFAULT_NEMESIS = ("partition", "kill")
 out with a note (``nemeses.package.build_nemesis``)."""
 
 
+class NemesisSettings(Schema):
+    """The ``[nemesis]`` table of a test file (beside its ``faults``): how often faults
+    come and how hard they hit. Bounded, so a typo cannot make a fault last a year."""
+
+    interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    """Seconds between two steps of each fault's schedule, give or take a quarter."""
+    loss: Annotated[float, Field(gt=0, le=1)] = 0.2
+    """The ``loss`` fault's probability that a packet between two nodes is dropped."""
+    latency: Annotated[float, Field(ge=0, le=10)] = 0.1
+    """The ``latency`` fault's delay, seconds each way."""
+    jitter: Annotated[float, Field(ge=0, le=10)] = 0.02
+    """The ``latency`` fault's jitter, seconds."""
+
+
 OptionValue = Annotated[str, Field(max_length=4096)] | int | float | bool
 """An option's value: text from ``-o KEY=VALUE``, typed from a TOML ``[options]`` table;
 each system and workload checks its own (``harness.systems.options``)."""
@@ -60,6 +74,8 @@ class Spec(Schema):
     """Fault names, ``partition,kill`` or a list; ``none`` (or nothing) for no faults.
     None (not given): ``DEFAULT_NEMESIS``, where faults that cannot act on the system are
     left out with a note rather than refused. Names are resolved by ``nemeses.package``."""
+    nemesis_settings: NemesisSettings = Field(default_factory=NemesisSettings)
+    """From a ``[nemesis]`` table, whose ``faults`` key is ``nemesis`` (``_nemesis_table``)."""
     backend: Literal["local", "docker", "ssh"] = "local"
     nodes: Annotated[list[str], TextAs(int)] = \
         Field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
@@ -79,6 +95,19 @@ class Spec(Schema):
     """Docker backend: a user's own node image ("" for splitbrain's)."""
     build_image: bool = False
     """Docker backend: build splitbrain's node image when it is missing."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nemesis_table(cls, data: Any) -> Any:
+        """A ``[nemesis]`` table holds the faults and their settings: TOML cannot have
+        both ``nemesis = "partition"`` and a ``[nemesis]`` table."""
+        if isinstance(data, dict) and isinstance(data.get("nemesis"), dict):
+            data = dict(data)
+            table = dict(data.pop("nemesis"))
+            if "faults" in table:
+                data["nemesis"] = table.pop("faults")
+            data["nemesis_settings"] = table
+        return data
 
     @field_validator("nemesis", mode="before")
     @classmethod

@@ -473,15 +473,18 @@ def test_unsupported_fault_is_refused_at_build_time():
 
 
 def test_schedule_alternates_each_fault_and_is_deterministic():
-    def first(seed: int, n: int = 8) -> list[tuple[float, str, object, object]]:
+    def first(seed: int, n: int = 16) -> list[tuple[float, str, object, object]]:
         package = build_nemesis(["partition", "kill"], offline_test(), HttpDB(),
                                 random.Random(seed), interval=2.0)
         return [(d, op.f, op.process, op.type) for d, op in islice(package.schedule, n)]
 
     ops = first(42)
-    assert [f for _, f, _, _ in ops] == ["start-partition", "stop-partition", "kill", "start"] * 2
+    fs = [f for _, f, _, _ in ops]
+    # Each fault's thread alternates its own start and stop; the threads interleave.
+    assert [f for f in fs if "partition" in f][:4] == ["start-partition", "stop-partition"] * 2
+    assert [f for f in fs if f in ("kill", "start")][:4] == ["kill", "start"] * 2
     assert all(p == "nemesis" and t == "invoke" for _, _, p, t in ops)
-    assert all(1.5 <= d <= 2.5 for d, *_ in ops)
+    assert all(0 <= d <= 2.5 for d, *_ in ops)
     assert len({d for d, *_ in ops}) > 1  # jittered
     assert ops == first(42)
     assert ops != first(43)
