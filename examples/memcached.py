@@ -43,14 +43,15 @@ class MemcachedDB(DaemonDB):
 class MemcachedClient:
     """The counter is ``likes`` (``incr``; a counter lost in a crash reads 0 and starts
     again with ``add``); the register is ``register`` (``gets``, ``set``, and ``cas`` with
-    the token ``gets`` returned, or ``add`` when the register is still empty)."""
+    the token ``gets`` returned, or ``add`` when the register is still empty); the list
+    of the ``append`` workload is ``list``."""
 
     def __init__(self, key: str, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
         self.key, self.reader, self.writer = key, reader, writer
 
     async def invoke(self, test: Any, op: Op) -> Op:
-        if op.f not in ("read", "write", "cas", "add"):
+        if op.f not in ("read", "write", "cas", "add", "append"):
             return op.fail(f"memcached has no operation {op.f!r}")
         request = Request(op, effects=op.f != "read")
         try:
@@ -62,6 +63,8 @@ class MemcachedClient:
         value = (await self.gets())[0]
         if self.key == "likes":
             return op.ok(int(value or 0))
+        if self.key == "list":
+            return op.ok([int(v) for v in (value or "").split()])
         return op.ok(None if value is None else int(value))
 
     async def write(self, op: Op, request: Request) -> Op:
@@ -82,6 +85,18 @@ class MemcachedClient:
             return await self.store(op, request, f"add {self.key} 0 0", op.value)
         if not reply.isdigit():
             raise RuntimeError(f"unexpected reply {reply[:80]!r}")
+        return op.ok(op.value)
+
+    async def append(self, op: Op, request: Request) -> Op:
+        """The ``append`` workload (examples/workload.py): the list is numbers and spaces;
+        ``append`` to a list not there yet is ``NOT_STORED``, so the first one ``add``s."""
+        data = f"{op.value} "
+        request.sending()
+        reply = (await self.call(f"append {self.key} 0 0 {len(data)}", data))[0]
+        if reply == b"NOT_STORED":
+            return await self.store(op, request, f"add {self.key} 0 0", data)
+        if reply != b"STORED":
+            raise RuntimeError(f"unexpected reply {reply[:80]!r}")  # info: it may have applied
         return op.ok(op.value)
 
     async def store(self, op: Op, request: Request, command: str, value: Any,
@@ -122,7 +137,8 @@ class Memcached:
     recovery_time = 0.5
 
     def __init__(self, options: dict[str, Any]) -> None:
-        self.clients = {"counter": self.opener("likes"), "register": self.opener("register")}
+        self.clients = {"counter": self.opener("likes"), "register": self.opener("register"),
+                        "append": self.opener("list")}
 
     def db(self, test: Any) -> MemcachedDB:
         return MemcachedDB()
