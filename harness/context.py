@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from harness.schema import Schema, TextAs, show
+from harness.schema import Schema, TextAs, no_effect, show
 
 if TYPE_CHECKING:
     from harness.cluster.remote import Remote
@@ -152,6 +152,25 @@ class Spec(Schema):
         if not value.isprintable():
             raise ValueError("must not contain control characters")
         return str(Path(value))
+
+    @model_validator(mode="after")
+    def _settings_act(self, info: ValidationInfo) -> Spec:
+        """A setting of the ``[nemesis]`` table that no requested fault uses is refused,
+        as an option that changes nothing is; a user's nemesis may read any of them.
+        Not for a file's values alone (context ``file-only``): a flag may add the fault."""
+        if (info.context or {}).get("file-only"):
+            return self
+        faults = DEFAULT_NEMESIS if self.nemesis is None else self.nemesis
+        if any(":" in f for f in faults):
+            return self
+        users = {"interval": "any fault", "loss": "loss", "latency": "latency",
+                 "jitter": "latency"}
+        for key in sorted(self.nemesis_settings.model_fields_set):
+            needed = users[key]
+            if not faults or (needed != "any fault" and needed not in faults):
+                raise no_effect(f"nemesis.{key}", "without faults" if not faults else
+                                f"without the {needed} fault")
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> Spec:

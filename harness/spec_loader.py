@@ -59,7 +59,7 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
     option_where.update({key: f"-o {printable(key)}" for key in options})
     try:
         if test_file:  # a bad value in the file is refused even where a flag overrides it
-            Spec.model_validate(values)
+            Spec.model_validate(values, context={"file-only": True})
         for key, flag in FLAGS.items():
             if flags.get(key) is not None:
                 where[key] = flag

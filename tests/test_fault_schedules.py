@@ -90,7 +90,8 @@ def test_the_interval_comes_from_the_nemesis_table():
 
 
 def test_loss_and_latency_take_their_settings_from_the_table():
-    test = offline(nemesis_settings={"loss": 0.5, "latency": 0.3, "jitter": 0.05})
+    test = offline(nemesis=["loss", "latency"],
+                   nemesis_settings={"loss": 0.5, "latency": 0.3, "jitter": 0.05})
     package = build_nemesis(["loss", "latency"], test, CapableDB(), random.Random(0))
     assert package.nemesis.by_f["start-loss"].probability == 0.5
     latency = package.nemesis.by_f["start-latency"]
@@ -144,8 +145,8 @@ def test_a_nemesis_table_holds_the_faults_and_their_settings(tmp_path):
                                           'interval = 2.5\nloss = 0.4\n'), {}, {})
     assert spec.nemesis == ["partition", "loss"]
     assert (spec.nemesis_settings.interval, spec.nemesis_settings.loss) == (2.5, 0.4)
-    flagged = build_spec(str(tmp_path / "test.toml"), {}, {"nemesis": "kill"})
-    assert flagged.nemesis == ["kill"] and flagged.nemesis_settings.interval == 2.5
+    flagged = build_spec(str(tmp_path / "test.toml"), {}, {"nemesis": "loss"})
+    assert flagged.nemesis == ["loss"] and flagged.nemesis_settings.interval == 2.5
 
 
 @pytest.mark.parametrize("body, message", [
@@ -163,6 +164,26 @@ def test_a_bad_nemesis_table_is_one_line_naming_file_and_line(tmp_path, body, me
         build_spec(path, {}, {})
     assert str(e.value).startswith(path) and message in str(e.value)
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("table, message", [
+    ('faults = "kill"\nloss = 0.3', "line 4: nemesis.loss has no effect without the loss fault"),
+    ('faults = "partition"\njitter = 0.1',
+     "line 4: nemesis.jitter has no effect without the latency fault"),
+    ('faults = "none"\ninterval = 2', "line 4: nemesis.interval has no effect without faults"),
+])
+def test_a_setting_no_requested_fault_uses_is_refused(tmp_path, table, message):
+    path = spec_file(tmp_path, f'system = "counterd"\n[nemesis]\n{table}\n')
+    with pytest.raises(UsageError) as e:
+        build_spec(path, {}, {})
+    assert str(e.value) == f"{path} {message}"
+
+
+def test_a_flag_may_add_the_fault_a_setting_is_for(tmp_path):
+    path = spec_file(tmp_path, '[nemesis]\nfaults = "kill"\nloss = 0.3\n')
+    assert build_spec(path, {}, {"nemesis": "loss"}).nemesis_settings.loss == 0.3
+    user = spec_file(tmp_path, '[nemesis]\nfaults = "mine.faults:make"\nloss = 0.3\n')
+    assert build_spec(user, {}, {}).nemesis_settings.loss == 0.3  # a user's may read it
 
 
 def test_settings_outside_the_table_are_refused(tmp_path):
