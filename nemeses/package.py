@@ -134,6 +134,12 @@ def resolve(name: str) -> Fault:
     if not isinstance(fault, Fault):
         raise UsageError(f"{name} did not make a fault (it made a {type(fault).__name__}): "
                          "a nemesis factory returns nemeses.base.Fault")
+    ops = [fault.start, fault.stop, *(f for pair in fault.pairs for f in pair)]
+    if not all(isinstance(f, str) and f for f in ops) or len(set(ops)) < len(ops):
+        raise UsageError(f"the fault {name} makes needs distinct, non-empty names for its "
+                         "start and stop ops")
+    if not callable(fault.build) or not (fault.steps is None or callable(fault.steps)):
+        raise UsageError(f"the fault {name} makes needs a callable build (and steps, if any)")
     return fault
 
 

@@ -206,7 +206,12 @@ def deaf_fault() -> Fault:
     return Fault(lambda test, db, rng, nodes: NoopNemesis(), "start-x", "stop-x")
 
 
+def same_start_and_stop() -> Fault:
+    return Fault(lambda test, db, rng, nodes: NoopNemesis(), "flip", "flip")
+
+
 @pytest.mark.parametrize("name, message", [
+    ("tests.test_fault_schedules:same_start_and_stop", "needs distinct, non-empty names"),
     ("meteor", "unknown fault 'meteor'; known: none, partition"),
     ("no.such.module:make", "cannot import nemesis module 'no.such.module'"),
     ("os:getcwd", "is in Python's standard library"),
