@@ -388,16 +388,18 @@ class Interpreter:
     async def _run_schedule(
         self, nemesis: Nemesis, schedule: Iterable[tuple[float, Op]], deadline: float,
     ) -> None:
-        """Each op ``delay`` seconds after the previous one *was due*: the plan's offsets
+        """Each op ``delay`` seconds after the previous one was due, so the plan's offsets
         hold however long a fault takes to inject (``nemeses.schedule`` plans overlapping
-        faults on one timeline)."""
+        faults on one timeline). An op that comes due while an earlier one still runs
+        goes as soon as that returns, and the plan after it shifts by the delay: the
+        faults keep their lengths rather than firing in a burst to catch up."""
         loop = asyncio.get_running_loop()
         due = loop.time()
         for delay, op in schedule:
-            due += delay
+            due = max(due + delay, loop.time())
             if due >= deadline:
                 return
-            await asyncio.sleep(max(0.0, due - loop.time()))
+            await asyncio.sleep(due - loop.time())
             await self.nemesis_op(nemesis, Op(INVOKE, op.f, op.value, extra=dict(op.extra)))
 
     async def nemesis_op(self, nemesis: Nemesis, op: Op) -> Op:

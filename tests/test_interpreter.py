@@ -360,3 +360,16 @@ def test_a_slow_fault_does_not_push_the_planned_ones_later(tmp_path):
     assert len(invokes) == 2
     gap = (invokes[1] - invokes[0]) / 1e9
     assert 0.4 <= gap < 0.7, gap  # 0.45 as planned, not 0.3 of kill plus 0.45
+
+
+def test_faults_due_while_a_slow_one_ran_keep_their_spacing_and_the_time_limit(tmp_path):
+    """A restart that blocks past the next ops' due times: those go one after another
+    at their planned spacing from then on, none of them after the time limit."""
+    interp, history, _ = make_interpreter(tmp_path, 1)
+    schedule = [(0.0, Op("invoke", "start", "n1")), (0.05, Op("invoke", "stop-partition")),
+                (0.3, Op("invoke", "kill", "n1")), (0.05, Op("invoke", "start-partition"))]
+    run(interp, constant("add", "ok"), time_limit=0.8, seed=0,
+        nemesis=SlowNemesis(0.4), schedule=schedule)
+    invokes = [o for o in recorded(history) if o.process == "nemesis" and o.type == "invoke"]
+    assert [o.f for o in invokes] == ["start", "stop-partition"]  # kill would be due at 1.2
+    assert (invokes[1].time - invokes[0].time) / 1e9 >= 0.35  # after the slow start returned
