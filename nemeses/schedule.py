@@ -113,11 +113,13 @@ ISOLATED = {"target": "isolated"}
 
 def isolate_then_kill(interval: float) -> Generator:
     """Forever: wait, cut the primaries off, wait, kill them (the same nodes), wait,
-    restart them, heal the network."""
+    heal the network, restart them. The network heals first, as in the final heal: a
+    member of a quorum system restarted alone may never serve, and a DB's start waits
+    until it does."""
     return repeat(phases(sleep(interval), once(constant("start-partition", PRIMARIES)),
                          sleep(interval), once(constant("kill", ISOLATED)),
-                         sleep(interval), once(constant("start")),
-                         once(constant("stop-partition"))))
+                         sleep(interval), once(constant("stop-partition")),
+                         once(constant("start"))))
 
 
 class PrimaryNemesis:

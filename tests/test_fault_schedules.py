@@ -103,8 +103,8 @@ def test_isolate_kill_primary_plans_a_sequence_aimed_at_the_primaries():
     assert [(op.f, op.value, op.extra) for _, op in plan[:4]] == [
         ("start-partition", {"target": "primaries"}, {}),
         ("kill", {"target": "isolated"}, {}),
-        ("start", None, {"ends": "kill"}),
-        ("stop-partition", None, {"ends": "start-partition"})]
+        ("stop-partition", None, {"ends": "start-partition"}),
+        ("start", None, {"ends": "kill"})]
     package = build_nemesis(["isolate-kill-primary"], offline(), LeaderDB(),
                             random.Random(0))
     assert [(op.f, op.extra["ends"]) for op in package.final] == [
@@ -253,7 +253,7 @@ def test_a_users_module_is_found_in_the_current_directory(tmp_path, monkeypatch)
 @pytest.mark.root
 def test_isolate_kill_primary_on_real_redis_kills_the_node_it_cut_off(tmp_path):
     """A real run: redis with async replicas names its primary; the sequence cuts that
-    node off, then kills the same node, restarts it and heals (in that order)."""
+    node off, then kills the same node, heals and restarts it (in that order)."""
     import subprocess
 
     from harness.history import read_jsonl
@@ -270,7 +270,7 @@ def test_isolate_kill_primary_on_real_redis_kills_the_node_it_cut_off(tmp_path):
     assert r.returncode in (0, 1), r.stdout + r.stderr  # async replicas may read stale
     done = [op for op in read_jsonl((store / "latest").resolve() / "history.jsonl")
             if op.process == "nemesis" and op.type == "info"]
-    assert [op.f for op in done[:4]] == ["start-partition", "kill", "start", "stop-partition"]
+    assert [op.f for op in done[:4]] == ["start-partition", "kill", "stop-partition", "start"]
     cut = done[0].value
     isolated = sorted(n for n, drops in cut.items() if len(drops) == len(cut) - 1)
     assert isolated == ["n1"]  # redis's primary
