@@ -73,7 +73,9 @@ class Spec(Schema):
                        Field(max_length=100), TextAs(str)] = None
     """Fault names, ``partition,kill`` or a list; ``none`` (or nothing) for no faults.
     None (not given): ``DEFAULT_NEMESIS``, where faults that cannot act on the system are
-    left out with a note rather than refused. Names are resolved by ``nemeses.package``."""
+    left out with a note rather than refused. Names (bundled, or a user's
+    ``package.module:factory``) are resolved by ``nemeses.package``; in a test file they
+    may be the ``faults`` of a ``[nemesis]`` table."""
     nemesis_settings: NemesisSettings = Field(default_factory=NemesisSettings)
     """From a ``[nemesis]`` table, whose ``faults`` key is ``nemesis`` (``_nemesis_table``)."""
     backend: Literal["local", "docker", "ssh"] = "local"
