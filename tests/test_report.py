@@ -22,8 +22,11 @@ def _op(t: float, type_: str, f: str, value=None, process=0) -> Op:
     return Op(type_, f, value, process, time=int(t * S))
 
 
-def _nemesis(t: float, type_: str, f: str, value=None) -> Op:
-    return _op(t, type_, f, value, NEMESIS)
+def _nemesis(t: float, type_: str, f: str, value=None, ends: str | None = None) -> Op:
+    op = _op(t, type_, f, value, NEMESIS)
+    if ends is not None:  # a healing op names the op it ends, as the schedule marks it
+        op.extra["ends"] = ends
+    return op
 
 
 def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
@@ -32,11 +35,11 @@ def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
         _nemesis(1.1, "info", "start-partition", {"n1": ["n2"], "n2": ["n1"]}),
         _nemesis(3, "invoke", "kill"),
         _nemesis(3.2, "info", "kill", ["n3"]),
-        _nemesis(4, "invoke", "stop-partition"),
+        _nemesis(4, "invoke", "stop-partition", ends="start-partition"),
         _nemesis(4.1, "info", "stop-partition", "network healed"),
         _nemesis(6, "invoke", "pause"),
         _nemesis(6.1, "info", "pause", ["n2"]),
-        _nemesis(7, "invoke", "start"),
+        _nemesis(7, "invoke", "start", ends="kill"),
         _nemesis(7.5, "info", "start", ["n3"]),
     ]
     history.append(_op(10, "invoke", "read"))  # the run ends at 10 s
