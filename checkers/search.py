@@ -45,9 +45,7 @@ Why it is fast, in Python too:
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Generator, Iterator
-from contextlib import contextmanager
+from collections.abc import Generator
 from typing import Any
 
 from checkers.calls import Budget, Call, SearchOutcome
@@ -66,6 +64,7 @@ from checkers.fast_steps import (
     fast_step,
 )
 from checkers.models import INCONSISTENT, Model, freeze
+from harness.reading import gc_paused
 
 _CHECK_EVERY = 4095  # a slice ends every 4096 model steps (a mask)
 def search(model: Model, calls: list[Call], budget: Budget,
@@ -86,20 +85,6 @@ def run_slices(slices: Generator[int, str | None, SearchOutcome],
             slices.send(budget.exceeded())
     except StopIteration as done:
         return done.value
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cache and the stack hold millions of tuples; CPython's cyclic collector
-    would traverse them again and again as they grow, for nothing (they form no
-    cycles), so it is paused while searching."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _no_step(state: Any, f: str, arg: Any, result: Any) -> Any:

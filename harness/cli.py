@@ -79,7 +79,8 @@ def cli() -> None:
 # checks a TOML file's values, so both read the same one-line errors.
 @click.option("--system", help="system under test (see `splitbrain list`)")
 @click.option("--workload", help="what clients do and what is checked")
-@click.option("--nemesis", help="faults, comma separated: partition,kill or none")
+@click.option("--nemesis", help="faults, comma separated: partition,kill, none, or a "
+              "package.module:factory of your own (see `splitbrain list`)")
 @click.option("--backend", metavar="local|docker|ssh", help="where the nodes run")
 @click.option("--nodes", metavar="N", help="number of nodes n1..nN")
 @click.option("--node", "node_names", multiple=True, help="a node host (repeatable)")

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from harness.schema import Schema, TextAs, show
+from harness.schema import Schema, TextAs, no_effect, show
 
 if TYPE_CHECKING:
     from harness.cluster.remote import Remote
@@ -41,6 +41,20 @@ def max_concurrency() -> int:
 DEFAULT_NEMESIS = ("partition", "kill")
 """The faults of a run that asks for none; those that cannot act on the system are left
 out with a note (``nemeses.package.build_nemesis``)."""
+
+
+class NemesisSettings(Schema):
+    """The ``[nemesis]`` table of a test file (beside its ``faults``): how often faults
+    come and how hard they hit. Bounded, so a typo cannot make a fault last a year."""
+
+    interval: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    """Seconds between two steps of each fault's schedule, give or take a quarter."""
+    loss: Annotated[float, Field(gt=0, le=1)] = 0.2
+    """The ``loss`` fault's probability that a packet between two nodes is dropped."""
+    latency: Annotated[float, Field(ge=0, le=10)] = 0.1
+    """The ``latency`` fault's delay, seconds each way."""
+    jitter: Annotated[float, Field(ge=0, le=10)] = 0.02
+    """The ``latency`` fault's jitter, seconds."""
 
 
 OptionValue = Annotated[str, Field(max_length=4096)] | int | float | bool
@@ -83,7 +97,11 @@ class Spec(Schema):
                        Field(max_length=100), TextAs(str)] = None
     """Fault names, ``partition,kill`` or a list; ``none`` (or nothing) for no faults.
     None (not given): ``DEFAULT_NEMESIS``, where faults that cannot act on the system are
-    left out with a note rather than refused. Names are resolved by ``nemeses.package``."""
+    left out with a note rather than refused. Names (bundled, or a user's
+    ``package.module:factory``) are resolved by ``nemeses.package``; in a test file they
+    may be the ``faults`` of a ``[nemesis]`` table."""
+    nemesis_settings: NemesisSettings = Field(default_factory=NemesisSettings)
+    """From a ``[nemesis]`` table, whose ``faults`` key is ``nemesis`` (``_nemesis_table``)."""
     backend: Literal["local", "docker", "ssh"] = "local"
     nodes: Annotated[list[str], TextAs(int)] = \
         Field(default_factory=lambda: [f"n{i}" for i in range(1, 6)])
@@ -105,6 +123,19 @@ class Spec(Schema):
     """Docker backend: build splitbrain's node image when it is missing."""
     ssh: SSHSettings = Field(default_factory=SSHSettings)
     """Ssh backend: the ``[ssh]`` table (users, ports, keys, host key policy, sudo)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nemesis_table(cls, data: Any) -> Any:
+        """A ``[nemesis]`` table holds the faults and their settings: TOML cannot have
+        both ``nemesis = "partition"`` and a ``[nemesis]`` table."""
+        if isinstance(data, dict) and isinstance(data.get("nemesis"), dict):
+            data = dict(data)
+            table = dict(data.pop("nemesis"))
+            if "faults" in table:
+                data["nemesis"] = table.pop("faults")
+            data["nemesis_settings"] = table
+        return data
 
     @field_validator("nemesis", mode="before")
     @classmethod
@@ -155,6 +186,25 @@ class Spec(Schema):
         if not value.isprintable():
             raise ValueError("must not contain control characters")
         return str(Path(value))
+
+    @model_validator(mode="after")
+    def _settings_act(self, info: ValidationInfo) -> Spec:
+        """A setting of the ``[nemesis]`` table that no requested fault uses is refused,
+        as an option that changes nothing is; a user's nemesis may read any of them.
+        Not for a file's values alone (context ``file-only``): a flag may add the fault."""
+        if (info.context or {}).get("file-only"):
+            return self
+        faults = DEFAULT_NEMESIS if self.nemesis is None else self.nemesis
+        if any(":" in f for f in faults):
+            return self
+        users = {"interval": "any fault", "loss": "loss", "latency": "latency",
+                 "jitter": "latency"}
+        for key in sorted(self.nemesis_settings.model_fields_set):
+            needed = users[key]
+            if not faults or (needed != "any fault" and needed not in faults):
+                raise no_effect(f"nemesis.{key}", "without faults" if not faults else
+                                f"without the {needed} fault")
+        return self
 
     @model_validator(mode="after")
     def _default_name(self) -> Spec:

@@ -144,11 +144,11 @@ class Interpreter:
         ``op_timeout``). A worker still busy ``op_timeout`` + ``GRACE`` seconds after the
         time limit (its client ignored the watchdog's cancellation) is abandoned and
         its op recorded as ``info`` "timeout". ``schedule`` (``(delay, invocation)``
-        pairs, possibly endless) runs only when a ``nemesis`` is given; a fault due
-        after the time limit is not started, one in progress is allowed to finish. On
-        cancellation every op in flight is recorded as ``info`` "interrupted" before
-        this returns (within ``INTERRUPT_GRACE`` seconds, whatever the clients do), so
-        the history stays well formed.
+        pairs, each delay from when the previous op was due; possibly endless) runs only
+        when a ``nemesis`` is given; a fault due after the time limit is not started, one
+        in progress is allowed to finish. On cancellation every op in flight is recorded
+        as ``info`` "interrupted" before this returns (within ``INTERRUPT_GRACE``
+        seconds, whatever the clients do), so the history stays well formed.
 
         ``rate`` is in ops/s over all workers: between two ops each worker waits a
         uniform random time in [0, 2 * concurrency / rate) (Jepsen's stagger), so the
@@ -388,11 +388,18 @@ class Interpreter:
     async def _run_schedule(
         self, nemesis: Nemesis, schedule: Iterable[tuple[float, Op]], deadline: float,
     ) -> None:
+        """Each op ``delay`` seconds after the previous one was due, so the plan's offsets
+        hold however long a fault takes to inject (``nemeses.schedule`` plans overlapping
+        faults on one timeline). An op that comes due while an earlier one still runs
+        goes as soon as that returns, and the plan after it shifts by the delay: the
+        faults keep their lengths rather than firing in a burst to catch up."""
         loop = asyncio.get_running_loop()
+        due = loop.time()
         for delay, op in schedule:
-            if loop.time() + delay >= deadline:
+            due = max(due + delay, loop.time())
+            if due >= deadline:
                 return
-            await asyncio.sleep(delay)
+            await asyncio.sleep(due - loop.time())
             await self.nemesis_op(nemesis, Op(INVOKE, op.f, op.value, extra=dict(op.extra)))
 
     async def nemesis_op(self, nemesis: Nemesis, op: Op) -> Op:

@@ -155,8 +155,9 @@ def plain_json(value: Any, depth: int = 0) -> Any:
 
 @contextmanager
 def gc_paused() -> Iterator[None]:
-    """Reading allocates millions of objects that form no cycles; CPython's collector
-    would traverse them again and again as they pile up, so it waits."""
+    """Reading and searching allocate millions of objects (ops, the search's cache and
+    stack of tuples) that form no cycles; CPython's collector would traverse them again
+    and again as they pile up, so it waits."""
     enabled = gc.isenabled()
     gc.disable()
     try:

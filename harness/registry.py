@@ -2,12 +2,15 @@
 
 Systems, workloads and checker models are looked up by name, or given as
 ``package.module:factory`` so a user's own plugs in without touching splitbrain. System
-and workload factories take the run's ``-o KEY=VALUE`` options.
+and workload factories take the run's ``-o KEY=VALUE`` options. The current directory is
+searched last for a user's module (as ``python -m`` searches it first), so
+``--system examples.memcached:make_system`` works from the repository's root.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -54,6 +57,11 @@ def load_factory(kind: str, name: str, table: dict[str, str]) -> Callable[..., A
         # Nothing in the standard library is a splitbrain plug-in, and some of it would
         # wait on the terminal or exit when called with the options (builtins:input).
         raise UsageError(f"{name} is in Python's standard library, not a {kind} factory")
+    try:  # as `python -m` would: a user's code beside them (a deleted cwd has none)
+        if os.getcwd() not in sys.path:
+            sys.path.append(os.getcwd())
+    except OSError:
+        pass
     try:
         module = importlib.import_module(module_name)
     except (Exception, SystemExit) as e:  # a user's module may fail in any way as it runs

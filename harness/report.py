@@ -29,6 +29,7 @@ from urllib.parse import quote
 
 import jinja2
 
+from harness.context import SSHSettings
 from harness.errors import UsageError
 from harness.history import HistoryError, iter_jsonl
 from harness.report_charts import (
@@ -48,12 +49,12 @@ MAX_JSON = 64 << 20
 MAX_EXAMPLES = 10
 """Examples shown per anomaly; results.json keeps them all."""
 MAX_ANOMALIES = 30
-MAX_NOTES = 10
 MAX_CHECKERS = 30
 MAX_COUNTEREXAMPLES = 5
 MAX_PREFIX = 10
 MAX_CONCURRENT = 20
 MAX_FILES = 300
+MAX_NOTES = 20  # notes the run made about itself (a fault left out, ...)
 TEST_KEYS = ("system", "workload", "nemesis", "backend", "nodes", "concurrency", "rate",
              "time_limit", "seed", "options")
 
@@ -70,6 +71,10 @@ def write_report(run_dir: Path | str) -> Path:
 def save_report(run_dir: Path, html: str) -> Path:
     """Writes ``run_dir/report.html`` atomically (a UsageError when it cannot)."""
     return _write_atomically(run_dir / "report.html", html)
+
+
+def _listed(value: object) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def render_report(run_dir: Path | str) -> str:
@@ -183,7 +188,7 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "run": short(run_dir.name, 200),
         "valid": _verdict(results.get("valid")),
         "reason": short(results.get("reason") or "", 300),
-        "notes": _notes(results.get("notes")),
+        "notes": [short(n, 300) for n in _listed(results.get("notes"))[:MAX_NOTES]],
         "test": {k: short(test[k], 300) for k in TEST_KEYS if k in test},
         "command": short(reproduce_command(test), 2000),
         "history": history,
@@ -201,14 +206,6 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "files": files,
         "more_files": more_files,
     }
-
-
-def _notes(notes: Any) -> list[str]:
-    """What the run said besides its verdict (a default fault left out because it could
-    not act on the run, say): the report says it as the summary does."""
-    if not isinstance(notes, list):
-        return []
-    return [short(n, 300) for n in notes if isinstance(n, str)][:MAX_NOTES]
 
 
 def _verdict(v: Any) -> bool | str:
@@ -329,7 +326,8 @@ def _counterexample(checker: str, cx: dict[str, Any]) -> dict[str, Any]:
 
 def reproduce_command(test: dict[str, Any]) -> str:
     """The command line that runs this test again, with the same seed (fields of the
-    wrong type are left out)."""
+    wrong type are left out), on one line. An ssh run's ``[ssh]`` table (keys, users,
+    host key policy) has no flags: a shell comment says to give it in a test file."""
     args = ["splitbrain", "run"]
     for flag, key in (("--system", "system"), ("--workload", "workload"),
                       ("--backend", "backend"), ("--concurrency", "concurrency"),
@@ -347,10 +345,23 @@ def reproduce_command(test: dict[str, Any]) -> str:
     if isinstance(n, list) and n and all(isinstance(node, str) for node in n):
         args += ["--nodes", str(len(n))] if n == [f"n{i}" for i in range(1, len(n) + 1)] \
             else [a for node in n for a in ("--node", short(node, 200))]
+    image = test.get("image")
+    if isinstance(image, str) and image:
+        args += ["--image", short(image, 200)]
     options = test.get("options")
     for key, value in sorted(options.items() if isinstance(options, dict) else []):
         args += ["-o", f"{key}={short(value, 200)}"]
-    return shlex.join(args)
+    command = shlex.join(args)
+    if test.get("backend") == "ssh" and _ssh_table_given(test.get("ssh")):
+        command += "  # plus test.json's [ssh] table, in a TEST_FILE: no flag carries it"
+    return command
+
+
+def _ssh_table_given(ssh: Any) -> bool:
+    """Whether test.json's ``[ssh]`` table says anything its defaults do not."""
+    defaults = SSHSettings().model_dump()
+    return isinstance(ssh, dict) and any(v is not None and v != defaults.get(k)
+                                         for k, v in ssh.items())
 
 
 def _files(run_dir: Path) -> tuple[list[tuple[str, str, int]], int]:

@@ -46,9 +46,6 @@ WINDOW = 10
 MAX_WINDOW_ROWS = 6 * WINDOW
 """A window that keeps meeting blamed ops closes at this many rows."""
 MAX_WINDOWS = 5
-HEALS = {"stop-partition": "start-partition", "start": "kill", "resume": "pause",
-         "stop-loss": "start-loss", "stop-latency": "start-latency"}
-"""Nemesis op -> the op whose fault it ends."""
 
 
 class Timeline:
@@ -114,7 +111,8 @@ class Band:
 class FaultBands:
     """When each fault was active: from its invocation to the invocation of the op that
     healed it (a fault never healed lasts to the end). What the fault did (which nodes,
-    which grudge) is in its completion."""
+    which grudge) is in its completion. A healing op says which op it ends in
+    ``extra["ends"]`` (``nemeses.schedule``), so any nemesis, a user's too, gets bands."""
 
     def __init__(self) -> None:
         self.invoked: dict[str, float] = {}
@@ -124,7 +122,8 @@ class FaultBands:
 
     def feed(self, op: Op, t: float) -> None:
         f = op.f if isinstance(op.f, str) else str(op.f)
-        started = HEALS.get(f)
+        ends = op.extra.get("ends") if isinstance(op.extra, dict) else None
+        started = ends if isinstance(ends, str) else None
         if op.type == INVOKE:
             if started is None:
                 if f in self.invoked or len(self.invoked) < MAX_BANDS:
@@ -133,7 +132,7 @@ class FaultBands:
                 for band in self.open.pop(started, []):
                     band.end = t
                     self._keep(band)
-        elif started is None and f in self.invoked:
+        elif f in self.invoked:
             if len(self.bands) + sum(map(len, self.open.values())) >= MAX_BANDS:
                 self.invoked.pop(f)
                 self.dropped += 1

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from harness.context import Spec
+from harness.context import NemesisSettings, Spec
 from harness.errors import UsageError
 from harness.registry import options_model
 from harness.schema import describe, did_you_mean, error_key, from_text, show
@@ -39,22 +39,33 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
     """The Spec for a TOML file (or none) and flags as click gives them (text, or None
     where not given); ``options`` are the ``-o KEY=VALUE`` pairs, as text."""
     values: dict[str, Any] = {}
+    file_values: dict[str, Any] = {}
     where: dict[str, str] = {}
     lines: dict[tuple[str, ...], int] = {}
     if test_file:
         values, lines = _read_toml(test_file)
+        file_values = dict(values)
         where = {key: _at(test_file, lines, (key,)) for key in values}
+        if "nemesis_settings" in values:  # the settings live in a [nemesis] table
+            raise UsageError(f"{where['nemesis_settings']}: unknown key 'nemesis_settings'; "
+                             "put the settings in a [nemesis] table")
+        if isinstance(values.get("nemesis"), dict):
+            where.update({f"nemesis.{key}": _at(test_file, lines, ("nemesis", key))
+                          for key in values["nemesis"]})
+            where["nemesis"] = where.get("nemesis.faults", where["nemesis"])
     file_options = values.get("options", {})
     option_where = {key: _at(str(test_file), lines, ("options", key))
                     for key in (file_options if isinstance(file_options, dict) else ())}
     option_where.update({key: f"-o {printable(key)}" for key in options})
     try:
         if test_file:  # a bad value in the file is refused even where a flag overrides it
-            Spec.model_validate(values)
+            Spec.model_validate(values, context={"file-only": True})
         for key, flag in FLAGS.items():
             if flags.get(key) is not None:
                 where[key] = flag
                 values[key] = _flag_value(key, flags[key])
+                if key == "nemesis" and isinstance(file_nemesis := (file_values.get(key)), dict):
+                    values[key] = {**file_nemesis, "faults": values[key]}  # keep its settings
         if flags.get("node_names"):
             if flags.get("nodes") is not None:
                 raise UsageError("give --nodes N or --node NAME (repeated), not both")
@@ -109,6 +120,13 @@ def _message(error: ValidationError, where: Mapping[str, str],
             finite = not isinstance(first["input"], float)
             first = {**first, "loc": loc[:2], "type": "option_value" if finite else
                      "finite_number", "msg": "must be a string, a number or true/false"}
+    if key == "nemesis_settings" and len(loc) > 1:
+        source = where.get(f"nemesis.{loc[1]}", where.get("nemesis", ""))
+        if first["type"] == "extra_forbidden":
+            known = ["faults", *NemesisSettings.model_fields]
+            return (f"{source}: unknown key {show(loc[1])} in [nemesis]"
+                    f"{did_you_mean(str(loc[1]), known)} (known: {', '.join(known)})")
+        return f"{source}: nemesis.{printable(str(loc[1]))} {describe(first)}"
     if first["type"] == "extra_forbidden" and key is not None and len(loc) == 2:
         table = Spec.model_fields[key].annotation  # a key inside a table such as [ssh]
         if isinstance(table, type) and issubclass(table, BaseModel):
@@ -116,7 +134,7 @@ def _message(error: ValidationError, where: Mapping[str, str],
             return (f"{where.get(key, '')}: unknown key {show(bad)} in [{key}]"
                     f"{did_you_mean(bad, known)} (known: {', '.join(known)})")
     if first["type"] == "extra_forbidden" and key is not None:
-        known = sorted(Spec.model_fields)
+        known = sorted(set(Spec.model_fields) - {"nemesis_settings"})
         return (f"{where.get(key, '')}: unknown key {show(key)}{did_you_mean(key, known)} "
                 f"(known: {', '.join(known)})")
     source = where.get(key or "", "")

@@ -59,7 +59,7 @@ def test_the_report_says_which_default_fault_was_left_out(tmp_path: Path) -> Non
         '{"type":"invoke","f":"add","process":0,"value":1,"time":1,"index":0}\n'
         '{"type":"ok","f":"add","process":0,"value":1,"time":2,"index":1}\n')
     html = render_report(tmp_path)
-    assert f"note: {note}" in html
+    assert f"Note: {note}" in html
     assert "&lt;b&gt;escaped&lt;/b&gt;" in html and "<b>escaped" not in html
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -78,7 +79,7 @@ def test_search_over_budget_exits_2(tmp_path: Path, capsys) -> None:
     (["broken.edn"], "broken.edn:2: "),
     (["h.jsonl", "--format", "yaml"], "Invalid value for '--format'"),
     (["h.jsonl", "--initial", '"zero"'], "the initial state does not suit the counter model"),
-    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be a positive"),
+    (["h.jsonl", "--time-limit", "-1"], "--time-limit must be positive"),
     (["independent.edn", "--model", "cas-register"], "use --model kv"),
 ])
 def test_bad_usage_or_input_exits_254_with_one_line(tmp_path: Path, args: list[str],
@@ -330,7 +331,8 @@ def test_hostile_edn_is_one_line_naming_the_line(tmp_path: Path, value, message)
 @pytest.mark.parametrize("limit", ["nan", "inf", "0"])
 def test_a_time_limit_must_be_finite_and_positive(tmp_path: Path, limit) -> None:
     r = splitbrain(jsonl(tmp_path, "h.jsonl", COUNTER_OK), "--time-limit", limit)
-    assert r.returncode == 254 and "--time-limit must be a positive finite" in r.stderr
+    assert r.returncode == 254, r.stderr
+    assert re.search(r"--time-limit must be (positive|a finite number), got", r.stderr), r.stderr
 
 
 @pytest.mark.slow

@@ -32,8 +32,8 @@ from checkers.models import Counter
 from harness.client import Client
 from harness.history import FAIL, INFO, INVOKE, OK, Op
 from harness.systems.counterd.adapter import CounterdOptions, CounterdSystem
-from harness.systems.etcd_counter import EtcdCounterClient, EtcdOptions
-from harness.systems.postgres_counter import PostgresCounterClient, PostgresOptions
+from harness.systems.etcd_counter import EtcdOptions, EtcdSystem
+from harness.systems.postgres_counter import PostgresOptions, PostgresSystem
 from harness.systems.redis_counter import KEY as REDIS_KEY
 from harness.systems.redis_counter import RedisOptions, RedisSystem
 from tests.conformance.proxy import FAULTS, HOST, FaultProxy, Trigger
@@ -80,23 +80,25 @@ async def _counterd(port: int, timeout: float) -> Client:
 def _redis(design: str) -> Callable[[int, float], Awaitable[Client]]:
     async def open_client(port: int, timeout: float) -> Client:
         window = {"window": 0.0} if design == "get-set" else {}
-        system = RedisSystem(RedisOptions(client=design, port=port, timeout=timeout,
-                                          **window))
+        system = RedisSystem(RedisOptions.parse({"client": design, "port": port,
+                                                 "timeout": timeout, **window}))
         return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
     return open_client
 
 
 def _etcd(design: str) -> Callable[[int, float], Awaitable[Client]]:
     async def open_client(port: int, timeout: float) -> Client:
-        return EtcdCounterClient(EtcdOptions(client=design, timeout=timeout),
-                                 f"http://{HOST}:{port}")
+        system = EtcdSystem(EtcdOptions.parse({"client": design, "client-port": port,
+                                               "timeout": timeout}))
+        return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
     return open_client
 
 
 def _postgres(design: str) -> Callable[[int, float], Awaitable[Client]]:
     async def open_client(port: int, timeout: float) -> Client:
-        return PostgresCounterClient(PostgresOptions(client=design, timeout=timeout),
-                                     (HOST, port))
+        system = PostgresSystem(PostgresOptions.parse({"client": design, "port": port,
+                                                       "timeout": timeout}))
+        return await system.open_client(STAND_IN, "n1")  # type: ignore[arg-type]
     return open_client
 
 

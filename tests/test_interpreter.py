@@ -346,3 +346,30 @@ def test_a_generator_bug_stops_the_run_with_its_own_error(tmp_path):
         run(interp, from_fn(broken), time_limit=5, seed=0)
     ps = pairs(recorded(history))
     assert ps and all(p.completion is not None for p in ps)
+
+
+def test_a_slow_fault_does_not_push_the_planned_ones_later(tmp_path):
+    """Offsets hold from the plan's start: overlapping faults planned on one timeline
+    (nemeses.schedule) land when planned, however long each takes to inject."""
+    interp, history, _ = make_interpreter(tmp_path, 1)
+    schedule = [(0.05, Op("invoke", "kill", "n1")), (0.45, Op("invoke", "start", "n1"))]
+    run(interp, constant("add", "ok"), time_limit=1.0, seed=0,
+        nemesis=SlowNemesis(0.3), schedule=schedule)
+    invokes = [o.time for o in recorded(history)
+               if o.process == "nemesis" and o.type == "invoke"]
+    assert len(invokes) == 2
+    gap = (invokes[1] - invokes[0]) / 1e9
+    assert 0.4 <= gap < 0.7, gap  # 0.45 as planned, not 0.3 of kill plus 0.45
+
+
+def test_faults_due_while_a_slow_one_ran_keep_their_spacing_and_the_time_limit(tmp_path):
+    """A restart that blocks past the next ops' due times: those go one after another
+    at their planned spacing from then on, none of them after the time limit."""
+    interp, history, _ = make_interpreter(tmp_path, 1)
+    schedule = [(0.0, Op("invoke", "start", "n1")), (0.05, Op("invoke", "stop-partition")),
+                (0.3, Op("invoke", "kill", "n1")), (0.05, Op("invoke", "start-partition"))]
+    run(interp, constant("add", "ok"), time_limit=0.8, seed=0,
+        nemesis=SlowNemesis(0.4), schedule=schedule)
+    invokes = [o for o in recorded(history) if o.process == "nemesis" and o.type == "invoke"]
+    assert [o.f for o in invokes] == ["start", "stop-partition"]  # kill would be due at 1.2
+    assert (invokes[1].time - invokes[0].time) / 1e9 >= 0.35  # after the slow start returned

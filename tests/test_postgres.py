@@ -8,12 +8,16 @@ SERIALIZABLE, where racing transactions abort instead. A single UPDATE survives 
 from __future__ import annotations
 
 import glob
+from pathlib import Path
 
 import pytest
 
+from harness.cluster.remote import NoopRemote
+from harness.context import Spec
+from harness.context import Test as RunContext  # not Test*: pytest would collect it
 from harness.errors import UsageError
 from harness.history import read_jsonl
-from harness.systems.postgres_counter import PostgresOptions
+from harness.systems.postgres_counter import PostgresDB, PostgresOptions
 from tests.test_e2e import anomaly_types, assert_nothing_left, machine_state, run
 
 needs_postgres = pytest.mark.skipif(not glob.glob("/usr/lib/postgresql/*/bin/postgres"),
@@ -27,6 +31,16 @@ def test_options_parse_and_refuse_with_one_line():
                                                              "serializable", "off")
     with pytest.raises(UsageError, match="isolation must be one of read-committed, "):
         PostgresOptions.parse({"isolation": "snapshot"})
+
+
+def test_the_port_is_an_option_the_server_is_started_with():
+    o = PostgresOptions.parse({"port": "15432"})
+    test = RunContext(Spec(nodes=["n1"], system="postgres"), NoopRemote(), Path("/tmp"))
+    db = PostgresDB(o)
+    assert db.ports(test) == [15432]
+    assert "port=15432" in db.argv(test, "n1", db.paths(test, "n1"))
+    with pytest.raises(UsageError, match="port must be at least 1, got 0"):
+        PostgresOptions.parse({"port": "0"})
 
 
 @pytest.mark.slow
@@ -58,8 +72,9 @@ def test_read_modify_write_at_serializable_aborts_instead(tmp_path):
 @pytest.mark.root
 @needs_postgres
 def test_committed_updates_survive_kills(tmp_path):
+    """On a port of the user's choice: server, probes and clients all follow it."""
     r, run_dir = run(tmp_path, "--system", "postgres", "--nemesis", "kill",
-                     "--time-limit", "10")
+                     "-o", "port=15432", "--time-limit", "10")
     assert r.returncode == 0, r.stdout + r.stderr
     assert any(op.f == "kill" for op in read_jsonl(run_dir / "history.jsonl")
                if op.process == "nemesis")

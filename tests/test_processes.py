@@ -32,6 +32,7 @@ from harness.daemon import (
     start_daemon,
     stop_daemon,
 )
+from harness.systems.daemon_db import DaemonDB, ServerPaths, ServerStartError
 
 pytestmark = [
     pytest.mark.root,
@@ -289,9 +290,9 @@ postmaster is still alive (only waits do), so a kill that misses it leaves it ru
 
 def psql(test: RunContext, *args: str) -> list[str]:
     """A psql command line on the controller, connecting to n1 as clients do."""
-    from harness.systems.postgres_counter import PORT
+    from harness.systems.postgres_counter import PostgresOptions
 
-    host, port = test.remote.endpoint("n1", PORT)
+    host, port = test.remote.endpoint("n1", PostgresOptions().port)  # the fixture's server
     return [CONTROLLER_PSQL[-1], "-h", host, "-p", str(port), "-U", "postgres", *args]
 
 
@@ -392,3 +393,34 @@ def test_postgres_pause_stops_every_process_and_resume_continues_them(pg):
         db.resume(test, "n1")
         end_sessions(test)
         stop_clients(clients)
+
+
+class _NeverReadyDB(DaemonDB):
+    """A server that runs but never becomes ready, as an etcd member without quorum."""
+
+    server = "neverready"
+    startup_timeout = 3.0
+    restart_wait = 0.5
+
+    def argv(self, test: RunContext, node: str, paths: ServerPaths) -> list[str]:
+        return ["sleep", "60"]
+
+    def ready(self, test: RunContext, node: str) -> bool:
+        return False
+
+
+def test_a_restart_after_a_fault_does_not_wait_for_a_server_that_cannot_be_ready(remote,
+                                                                                  tmp_path):
+    test = RunContext(Spec(nodes=["n1"]), remote, tmp_path)
+    db = _NeverReadyDB()
+    with pytest.raises(ServerStartError, match="not ready within 3 s"):
+        db.setup(test, "n1")  # setting up insists: a server that never serves is a failure
+    try:
+        db.kill(test, "n1")
+        assert not daemon_running(remote, "n1", db.paths(test, "n1").pidfile)
+        began = time.monotonic()
+        db.start(test, "n1")  # a nemesis's restart gives up waiting, and leaves it running
+        assert time.monotonic() - began < 2.5
+        assert daemon_running(remote, "n1", db.paths(test, "n1").pidfile)
+    finally:
+        db.teardown(test, "n1")

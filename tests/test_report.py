@@ -22,8 +22,11 @@ def _op(t: float, type_: str, f: str, value=None, process=0) -> Op:
     return Op(type_, f, value, process, time=int(t * S))
 
 
-def _nemesis(t: float, type_: str, f: str, value=None) -> Op:
-    return _op(t, type_, f, value, NEMESIS)
+def _nemesis(t: float, type_: str, f: str, value=None, ends: str | None = None) -> Op:
+    op = _op(t, type_, f, value, NEMESIS)
+    if ends is not None:  # a healing op names the op it ends, as the schedule marks it
+        op.extra["ends"] = ends
+    return op
 
 
 def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
@@ -32,11 +35,11 @@ def test_fault_bands_run_from_a_fault_to_its_heal_with_what_the_fault_did():
         _nemesis(1.1, "info", "start-partition", {"n1": ["n2"], "n2": ["n1"]}),
         _nemesis(3, "invoke", "kill"),
         _nemesis(3.2, "info", "kill", ["n3"]),
-        _nemesis(4, "invoke", "stop-partition"),
+        _nemesis(4, "invoke", "stop-partition", ends="start-partition"),
         _nemesis(4.1, "info", "stop-partition", "network healed"),
         _nemesis(6, "invoke", "pause"),
         _nemesis(6.1, "info", "pause", ["n2"]),
-        _nemesis(7, "invoke", "start"),
+        _nemesis(7, "invoke", "start", ends="kill"),
         _nemesis(7.5, "info", "start", ["n3"]),
     ]
     history.append(_op(10, "invoke", "read"))  # the run ends at 10 s
@@ -133,6 +136,16 @@ def test_the_report_leads_with_the_verdict_and_shows_the_counterexample(tmp_path
     assert "--seed 42" in html
 
 
+def test_the_report_shows_the_run_s_notes_such_as_a_fault_left_out(tmp_path):
+    run = _run_dir(tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    results["notes"] = ["left out partition: <one node> cannot be partitioned", 7]
+    (run / "results.json").write_text(json.dumps(results))
+    html = write_report(run).read_text()
+    assert "Note: left out partition: &lt;one node&gt; cannot be partitioned" in html
+    assert "Note: 7" not in html  # a note that is not text is not shown
+
+
 def test_a_run_killed_before_its_verdict_still_gets_a_report(tmp_path):
     html = write_report(_run_dir(tmp_path, with_results=False)).read_text()
     assert "UNKNOWN" in html and "did not finish" in html
@@ -146,6 +159,26 @@ def test_reproduce_command_names_everything_the_run_needs():
         "splitbrain run --system counterd --workload counter --backend local "
         "--concurrency 20 --time-limit 10 --seed 7 --nemesis none --nodes 2 "
         "-o variant=naive")
+
+
+def test_reproduce_command_keeps_the_image_and_points_at_the_ssh_table_on_one_line():
+    docker = {"system": "redis", "backend": "docker", "nodes": ["n1"], "image": "my img:1",
+              "build_image": False, "options": {"install": "apt"}}
+    assert reproduce_command(docker) == ("splitbrain run --system redis --backend docker "
+                                         "--nodes 1 --image 'my img:1' -o install=apt")
+    assert "--image" not in reproduce_command({**docker, "image": ""})
+    defaults = {"user": None, "port": None, "key": None, "known_hosts": None,
+                "host_key_policy": "strict", "sudo": None, "config": None,
+                "connect_timeout": 10.0, "workdir": None}
+    ssh = {"system": "etcd", "backend": "ssh", "nodes": ["admin@db1:2222", "db2"],
+           "image": "", "ssh": defaults}
+    plain = "splitbrain run --system etcd --backend ssh --node admin@db1:2222 --node db2"
+    assert reproduce_command(ssh) == plain  # nothing in [ssh] a flag would miss
+    for given in ({"key": "/home/u/.ssh/id_ed25519"}, {"host_key_policy": "accept-new"}):
+        command = reproduce_command({**ssh, "ssh": {**defaults, **given}})
+        assert command == plain + ("  # plus test.json's [ssh] table, in a TEST_FILE: "
+                                   "no flag carries it")
+        assert "\n" not in command
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

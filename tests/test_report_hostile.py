@@ -132,8 +132,10 @@ def test_a_long_history_gives_a_small_page_that_says_what_it_left_out(tmp_path):
             for f, kind in (("start-partition", "invoke"), ("start-partition", "info"),
                             ("stop-partition", "invoke"), ("stop-partition", "info")):
                 t += 1
+                heal = {"ends": "start-partition"} if f == "stop-partition" else {}
                 lines.append(json.dumps({"index": i, "time": t, "type": kind,
-                                         "process": "nemesis", "f": f, "value": ["n1"]}))
+                                         "process": "nemesis", "f": f, "value": ["n1"],
+                                         **(heal if kind == "invoke" else {})}))
                 i += 1
     (run / "history.jsonl").write_text("\n".join(lines) + "\n")
     for n in range(400):

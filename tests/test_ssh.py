@@ -20,6 +20,7 @@ import pytest
 from harness.cluster import net
 from harness.cluster.backends.ssh import SSHRemote
 from harness.cluster.cleanup import cleanup_all
+from harness.cluster.remote import apt_install, require_programs
 from harness.cluster.ssh_conn import PASSPHRASE_ENV, command_line, split_node
 from harness.daemon import daemon_running, kill_daemon, start_daemon
 from harness.errors import EnvironmentFailure, UsageError
@@ -388,6 +389,13 @@ class TestSudo:
         node = f"{name}@n2"
         try:
             assert remote.run(node, ["id", "-u"]).stdout.strip() == "0"
+            # -o install=apt's apt-get goes through sudo too: apt's no-op for a package
+            # that is here (as the user, apt-get could not even take its lock)
+            apt_install(remote, node, ["coreutils"])
+            with pytest.raises(EnvironmentFailure) as e:
+                require_programs(remote, node, ["sh", "splitbrain-absent"], "sb-pkg", "none")
+            assert one_line(e) == (f"node {node} lacks splitbrain-absent (apt-get install "
+                                   "sb-pkg there, or give -o install=apt)")
             closed = f"{remote.workdir(node)}/root-only"
             remote.run(node, ["mkdir", "-m", "700", closed])
             source = tmp_path / "f"

@@ -100,5 +100,7 @@ def test_postgres_set_survives_kills(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     out = results(run_dir)["set-full"]
     assert out["valid"] is True and out["acknowledged"] > 0
-    assert out["outcomes"]["stable"] == out["acknowledged"]
+    # Every acknowledged element stays; an add that timed out (info) may have landed too.
+    assert out["outcomes"].get("lost", 0) == 0
+    assert out["outcomes"]["stable"] >= out["acknowledged"]
     assert json.loads((run_dir / "test.json").read_text())["workload"] == "set"

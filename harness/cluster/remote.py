@@ -140,13 +140,56 @@ class NodeFaults(Protocol):
     def resume_node(self, node: str) -> None: ...
 
 
-def require_programs(remote: Remote, node: str, programs: Sequence[str],
+def require_programs(remote: Remote, node: str, programs: Sequence[str], package: str,
                      install: str) -> None:
     """Checks on the node itself (never on the controller) that ``programs`` are on its
-    PATH; EnvironmentFailure naming the node, what it lacks and ``install``."""
+    PATH. With ``install="apt"`` (``-o install=apt``) a node that lacks them gets
+    ``package`` from apt first, then is checked again. EnvironmentFailure in one line
+    naming the node, what it lacks and how to get it."""
+    missing = _missing(remote, node, programs)
+    if missing and install == "apt":
+        apt_install(remote, node, [package])
+        missing = _missing(remote, node, programs)
+    if missing:
+        raise EnvironmentFailure(f"node {node} lacks {', '.join(missing)} "
+                                 f"({install_hint(package, install)})")
+
+
+def install_hint(package: str, install: str) -> str:
+    """How to get ``package``, for a message saying a node lacks it."""
+    if install == "apt":
+        return f"apt-get install {package} did not provide it"
+    return f"apt-get install {package} there, or give -o install=apt"
+
+
+def _missing(remote: Remote, node: str, programs: Sequence[str]) -> list[str]:
     script = 'for p in "$@"; do command -v "$p" >/dev/null 2>&1 || echo "$p"; done'
     found = remote.run(node, ["sh", "-c", script, "sh", *programs], check=False)
-    missing = found.stdout.split()
-    if found.returncode != 0 or missing:
-        raise EnvironmentFailure(f"node {node} lacks {', '.join(missing) or programs[0]} "
-                                 f"({install})")
+    if found.returncode != 0:
+        return list(programs)
+    return found.stdout.split()
+
+
+APT_TIMEOUT = 900.0
+"""Seconds an apt-get may take on a node: downloads over a slow link, and waiting for the
+dpkg lock that another apt (or a neighbouring node of the same host) holds."""
+_APT = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q",
+        "-o", f"DPkg::Lock::Timeout={int(APT_TIMEOUT) - 60}"]
+
+
+def apt_install(remote: Remote, node: str, packages: Sequence[str]) -> None:
+    """Installs ``packages`` on the node as Jepsen's DB setup does: non-interactive,
+    without recommended packages, never upgrading one already installed (``--no-upgrade``:
+    an installed package is apt's no-op). Runs through ``remote.run``, so as root (the
+    ssh backend adds ``sudo -n`` for a user who is not). A host whose package lists are
+    missing or stale gets one ``apt-get update`` and a second try. EnvironmentFailure in
+    one line naming the node and apt's last words when it still fails."""
+    install = [*_APT, "install", "-y", "--no-install-recommends", "--no-upgrade", *packages]
+    done = remote.run(node, install, check=False, timeout=APT_TIMEOUT)
+    if done.returncode != 0:
+        remote.run(node, [*_APT, "update"], check=False, timeout=APT_TIMEOUT)
+        done = remote.run(node, install, check=False, timeout=APT_TIMEOUT)
+    if done.returncode != 0:
+        said = (done.stderr.strip() or done.stdout.strip() or "no output").splitlines()[-1]
+        raise EnvironmentFailure(f"node {node}: apt-get install {' '.join(packages)} "
+                                 f"failed ({said.strip()[:200]})")

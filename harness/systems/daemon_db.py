@@ -50,6 +50,11 @@ class DaemonDB:
 
     server = "server"
     startup_timeout = 15.0
+    restart_wait = 5.0
+    """Seconds a restart after a fault (``start``) waits for the server to be ready. A
+    server that is running but not ready by then (an etcd member cut off from its
+    quorum) is left to come up by itself: the fault schedule must not stall on it, and
+    the final reads wait for the system to converge anyway."""
 
     def nodes(self, test: Test) -> list[str]:
         return list(test.nodes)
@@ -77,6 +82,11 @@ class DaemonDB:
         behind (e.g. PostgreSQL's ``postmaster.pid``); removed before every start."""
         return []
 
+    def check_programs(self, test: Test, node: str) -> None:
+        """Checks that the node has the server's programs (installing them first with
+        ``-o install=apt``). It runs before the port check, since a package's install
+        may start a service of its own on the server's port."""
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         """Runs once per node between making the empty data directory and the first
         start (e.g. to initialize a database there)."""
@@ -87,12 +97,13 @@ class DaemonDB:
     def setup(self, test: Test, node: str) -> None:
         if node not in self.nodes(test):
             return
+        self.check_programs(test, node)
         require_free_ports(test.remote, node, self.ports(test), self.server)
         paths = self.paths(test, node)
         test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])  # every run starts empty
         test.remote.run(node, ["mkdir", "-p", paths.data_dir])
         self.prepare(test, node, paths)
-        self.start(test, node)
+        self._start(test, node, patient=False)
         self.initialize(test, node)
 
     def teardown(self, test: Test, node: str) -> None:
@@ -103,6 +114,10 @@ class DaemonDB:
         test.remote.run(node, ["rm", "-rf", "--", paths.data_dir])
 
     def start(self, test: Test, node: str) -> None:
+        """Starts the server again after a kill (Killable); a no-op if it runs."""
+        self._start(test, node, patient=True)
+
+    def _start(self, test: Test, node: str, *, patient: bool) -> None:
         if node not in self.nodes(test):
             return
         paths = self.paths(test, node)
@@ -113,7 +128,7 @@ class DaemonDB:
             test.remote.run(node, ["rm", "-f", "--", *stale])
         start_daemon(test.remote, node, self.argv(test, node, paths), pidfile=paths.pidfile,
                      logfile=paths.logfile, cwd=paths.data_dir)
-        self._await(test, node, paths, lambda: self.ready(test, node))
+        self._await(test, node, paths, lambda: self.ready(test, node), patient=patient)
 
     def kill(self, test: Test, node: str) -> None:
         if node in self.nodes(test):
@@ -131,10 +146,18 @@ class DaemonDB:
         return [self.paths(test, node).logfile] if node in self.nodes(test) else []
 
     def _await(self, test: Test, node: str, paths: ServerPaths,
-               ready: Callable[[], bool]) -> None:
+               ready: Callable[[], bool], *, patient: bool = False) -> None:
+        """Waits until ``ready``. A server that exits is an error at once; one that is
+        still not ready after ``startup_timeout`` is an error too, except for a
+        ``patient`` restart, which gives up waiting after ``restart_wait`` and lets it be."""
         deadline = time.monotonic() + self.startup_timeout
+        enough = time.monotonic() + self.restart_wait if patient else None
         while not ready():
             exited = not daemon_running(test.remote, node, paths.pidfile)
+            if not exited and enough is not None and time.monotonic() > enough:
+                test.log.info("%s on %s restarted, not ready within %g s: left to come "
+                              "up by itself", self.server, node, self.restart_wait)
+                return
             if exited or time.monotonic() > deadline:
                 tail = test.remote.run(node, ["tail", "-n", "15", paths.logfile],
                                        check=False).stdout.strip()

@@ -1,9 +1,9 @@
 """etcd as a "likes" counter: a real Raft cluster, one member per node.
 
-Every node runs an ``etcd`` member of one cluster (peers on port 2380, clients on 2379,
-bound to the node's address), so partitions cut real Raft traffic and a minority really
-loses its leader. The count is one key, reached through etcd's JSON gateway (``/v3/kv``).
-The options choose the design:
+Every node runs an ``etcd`` member of one cluster (peers on ``peer-port``, 2380, clients
+on ``client-port``, 2379, both bound to the node's address), so partitions cut real Raft
+traffic and a minority really loses its leader. The count is one key, reached through
+etcd's JSON gateway (``/v3/kv``). The options choose the design:
 
 * ``client=cas`` (default): an add reads the count and its ``mod_revision``, then writes
   count + delta in a transaction that applies only if the key was not modified since,
@@ -23,20 +23,21 @@ from __future__ import annotations
 
 import base64
 import urllib.request
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field, ValidationInfo, field_validator
 
 from harness.client import Request
 from harness.cluster.remote import require_programs
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.http_link import HttpError, HttpLink
-from harness.systems.options import Options, Seconds, declares
+from harness.systems.options import Install, Options, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
 
 KEY = base64.b64encode(b"likes").decode()
-CLIENT_PORT, PEER_PORT = 2379, 2380
 CAS_ATTEMPTS = 20
 """Comparisons lost to other adds before an add gives up (a ``fail``: nothing applied)."""
 
@@ -48,7 +49,17 @@ class EtcdOptions(Options):
 
     client: Literal["cas", "get-put"] = "cas"
     reads: Literal["linearizable", "serializable"] = "linearizable"
+    client_port: Port = 2379
+    peer_port: Annotated[Port, Field(validate_default=True)] = 2380  # != client-port
+    install: Install = "none"  # apt: a node without etcd gets etcd-server
     timeout: Seconds = 2.0  # seconds per request
+
+    @field_validator("peer_port")
+    @classmethod
+    def _not_the_client_port(cls, value: int, info: ValidationInfo) -> int:
+        if value == info.data.get("client_port"):
+            raise ValueError("must differ from client-port")
+        return value
 
 
 class EtcdDB(DaemonDB):
@@ -57,33 +68,34 @@ class EtcdDB(DaemonDB):
     server = "etcd"
     startup_timeout = 30.0  # members wait for a quorum of their peers
 
-    def ports(self, test: Test) -> list[int]:
-        return [CLIENT_PORT, PEER_PORT]
+    def __init__(self, options: EtcdOptions, cluster_token: str) -> None:
+        self.options, self.cluster_token = options, cluster_token
 
-    def __init__(self, cluster_token: str) -> None:
-        self.cluster_token = cluster_token
+    def ports(self, test: Test) -> list[int]:
+        return [self.options.client_port, self.options.peer_port]
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         address = test.remote.peer_address(node)
-        peers = ",".join(f"{n}=http://{test.remote.peer_address(n)}:{PEER_PORT}"
+        client, peer = self.options.client_port, self.options.peer_port
+        peers = ",".join(f"{n}=http://{test.remote.peer_address(n)}:{peer}"
                          for n in test.nodes)
         return ["etcd", "--name", node, "--data-dir", paths.data_dir,
-                "--listen-client-urls", f"http://{address}:{CLIENT_PORT}",
-                "--advertise-client-urls", f"http://{address}:{CLIENT_PORT}",
-                "--listen-peer-urls", f"http://{address}:{PEER_PORT}",
-                "--initial-advertise-peer-urls", f"http://{address}:{PEER_PORT}",
+                "--listen-client-urls", f"http://{address}:{client}",
+                "--advertise-client-urls", f"http://{address}:{client}",
+                "--listen-peer-urls", f"http://{address}:{peer}",
+                "--initial-advertise-peer-urls", f"http://{address}:{peer}",
                 "--initial-cluster", peers, "--initial-cluster-state", "new",
                 "--initial-cluster-token", self.cluster_token,
                 # Elections in about a second, so that a run sees several.
                 "--heartbeat-interval", "100", "--election-timeout", "1000"]
 
-    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
-        require_programs(test.remote, node, ["etcd"], "apt-get install etcd-server")
+    def check_programs(self, test: Test, node: str) -> None:
+        require_programs(test.remote, node, ["etcd"], "etcd-server", self.options.install)
 
     def ready(self, test: Test, node: str) -> bool:
         """The member answers (bootstrapping members wait for each other's quorum in
         parallel, so this is not yet a health check of the cluster)."""
-        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        host, port = test.remote.endpoint(node, self.options.client_port)
         url = f"http://{host}:{port}/version"
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         try:
@@ -182,7 +194,7 @@ class EtcdSystem:
         self.options = options
 
     def db(self, test: Test) -> EtcdDB:
-        return EtcdDB(f"splitbrain-{test.run_dir.name}")
+        return EtcdDB(self.options, f"splitbrain-{test.run_dir.name}")
 
     def serving_nodes(self, test: Test) -> list[str]:
         return list(test.nodes)
@@ -196,7 +208,7 @@ class EtcdSystem:
         return {"counter": self.open_client, **etcd_register.clients(self)}
 
     async def open_client(self, test: Test, node: str) -> EtcdCounterClient:
-        host, port = test.remote.endpoint(node, CLIENT_PORT)
+        host, port = test.remote.endpoint(node, self.options.client_port)
         return EtcdCounterClient(self.options, f"http://{host}:{port}")
 
 

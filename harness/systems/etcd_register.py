@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from harness.client import Request
 from harness.history import Op
-from harness.systems.etcd_counter import CLIENT_PORT, EtcdOptions, definite
+from harness.systems.etcd_counter import EtcdOptions, definite
 from harness.systems.http_link import HttpLink
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def clients(system: Any) -> dict[str, ClientFactory]:
 
     def factory(keyed: bool) -> ClientFactory:
         async def open_client(test: Test, node: str) -> EtcdRegisterClient:
-            host, port = test.remote.endpoint(node, CLIENT_PORT)
+            host, port = test.remote.endpoint(node, system.options.client_port)
             return EtcdRegisterClient(system.options, f"http://{host}:{port}", keyed)
         return open_client
 

@@ -16,7 +16,7 @@ reach the factory unchecked, since splitbrain cannot know what they mean.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, ClassVar, Self, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -32,6 +32,10 @@ Seconds = Annotated[float, Field(gt=0, le=MAX_SECONDS)]
 Pause = Annotated[float, Field(ge=0, le=MAX_SECONDS)]
 """A wait that may be zero."""
 Port = Annotated[int, Field(ge=1, le=65535)]
+Install = Literal["none", "apt"]
+"""``-o install=apt``: a node that lacks the system's programs gets their Debian package
+(``harness.cluster.remote.apt_install``), as Jepsen's DB setup does; ``none`` (the
+default) only says which node lacks what."""
 
 
 class Options(Schema):

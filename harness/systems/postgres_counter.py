@@ -1,7 +1,8 @@
 """PostgreSQL as a "likes" counter: one row, updated the ways applications do it.
 
 A fresh cluster (``initdb``) runs on n1 as the ``postgres`` user, its data in the node's
-workdir, listening on the node's address only. The count is the one row of ``likes``.
+workdir, listening on the node's address only (on ``port``, 5432 by default). The count
+is the one row of ``likes``.
 The options choose the design:
 
 * ``client=update`` adds with ``UPDATE likes SET n = n + $1``: the row lock makes it
@@ -29,16 +30,16 @@ import asyncpg
 from pydantic import model_validator
 
 from harness.client import Request
+from harness.cluster.remote import apt_install, install_hint
 from harness.errors import EnvironmentFailure
 from harness.history import Op
 from harness.schema import no_effect
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import Options, Seconds, declares
+from harness.systems.options import Install, Options, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
 
-PORT = 5432
 USER = "postgres"  # the operating-system user the server runs as, and the database role
 ISOLATION = {"read-committed": "read_committed", "repeatable-read": "repeatable_read",
              "serializable": "serializable"}
@@ -52,6 +53,8 @@ class PostgresOptions(Options):
     client: Literal["update", "read-modify-write"] = "update"
     isolation: Literal["read-committed", "repeatable-read", "serializable"] = "read-committed"
     synchronous_commit: Literal["on", "off"] = "on"
+    port: Port = 5432
+    install: Install = "none"  # apt: a node without PostgreSQL gets postgresql
     timeout: Seconds = 2.0  # seconds per op
 
     @model_validator(mode="after")
@@ -63,15 +66,25 @@ class PostgresOptions(Options):
         return self
 
 
-def binaries(test: Test, node: str) -> str:
-    """The directory of the newest PostgreSQL server's programs installed on ``node``."""
+def binaries(test: Test, node: str, install: str) -> str:
+    """The directory of the newest PostgreSQL server's programs installed on ``node``;
+    with ``install="apt"`` a node without any gets Debian's ``postgresql`` first."""
+    found = _servers(test, node)
+    if not found and install == "apt":
+        apt_install(test.remote, node, ["postgresql"])
+        found = _servers(test, node)
+    if not found:
+        raise EnvironmentFailure(f"node {node} lacks PostgreSQL "
+                                 f"({install_hint('postgresql', install)})")
+    return posixpath.dirname(found[-1])
+
+
+def _servers(test: Test, node: str) -> list[str]:
+    """The PostgreSQL servers installed on ``node`` (Debian's layout), oldest first."""
     listed = test.remote.run(node, ["sh", "-c", "ls -d /usr/lib/postgresql/*/bin/postgres"],
                              check=False).stdout.split()
-    found = sorted((p for p in listed if p.split("/")[4].isdigit()),
-                   key=lambda p: int(p.split("/")[4]))
-    if not found:
-        raise EnvironmentFailure(f"node {node} lacks PostgreSQL (apt-get install postgresql)")
-    return posixpath.dirname(found[-1])
+    return sorted((p for p in listed if p.split("/")[4].isdigit()),
+                  key=lambda p: int(p.split("/")[4]))
 
 
 class PostgresDB(DaemonDB):
@@ -81,10 +94,10 @@ class PostgresDB(DaemonDB):
 
     def __init__(self, options: PostgresOptions) -> None:
         self.options = options
-        self.bin_dir = ""  # found on the node in prepare()
+        self.bin_dir = ""  # found on the node in check_programs()
 
     def ports(self, test: Test) -> list[int]:
-        return [PORT]
+        return [self.options.port]
 
     def nodes(self, test: Test) -> list[str]:
         return test.nodes[:1]
@@ -95,9 +108,11 @@ class PostgresDB(DaemonDB):
     def lock_files(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         return [posixpath.join(paths.data_dir, "postmaster.pid")]
 
+    def check_programs(self, test: Test, node: str) -> None:
+        self.bin_dir = binaries(test, node, self.options.install)
+
     def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
         run = test.remote.run
-        self.bin_dir = binaries(test, node)
         run(node, ["chown", f"{USER}:{USER}", paths.data_dir])
         run(node, ["chmod", "700", paths.data_dir])
         run(node, self._as_user("initdb", "-D", paths.data_dir, "-U", USER, "--auth=trust",
@@ -110,12 +125,13 @@ class PostgresDB(DaemonDB):
         return self._as_user(
             "postgres", "-D", paths.data_dir,
             "-c", f"listen_addresses={test.remote.peer_address(node)}",
-            "-c", f"port={PORT}", "-c", "unix_socket_directories=",
+            "-c", f"port={self.options.port}", "-c", "unix_socket_directories=",
             "-c", f"synchronous_commit={self.options.synchronous_commit}")
 
     def ready(self, test: Test, node: str) -> bool:
         found = test.remote.run(node, [posixpath.join(self.bin_dir, "pg_isready"), "-q", "-h",
-                                       test.remote.peer_address(node), "-p", str(PORT)],
+                                       test.remote.peer_address(node), "-p",
+                                       str(self.options.port)],
                                 check=False)
         return found.returncode == 0
 
@@ -124,7 +140,7 @@ class PostgresDB(DaemonDB):
 
         test.remote.run(node, self._as_user(
             "psql", "-q", "-v", "ON_ERROR_STOP=1", "-h", test.remote.peer_address(node), "-p",
-            str(PORT), "-U", USER, "-c",
+            str(self.options.port), "-U", USER, "-c",
             "CREATE TABLE likes (n bigint NOT NULL); INSERT INTO likes VALUES (0); " + SCHEMA))
 
     def _as_user(self, program: str, *args: str) -> list[str]:
@@ -142,22 +158,31 @@ def definite(error: BaseException) -> str | None:
     return None
 
 
-class PostgresCounterClient:
+class PostgresClient:
     """A worker's connection to n1, opened when needed and dropped after any doubt.
 
     Classified by the shared rule (``harness.client``): an error before the COMMIT (or
-    the single autocommit UPDATE) was sent is ``fail``, since PostgreSQL commits nothing
-    without it; after that only :func:`definite` errors are ``fail``, the rest ``info``.
+    the single autocommit statement) was sent is ``fail``, since PostgreSQL commits
+    nothing without it; after that only :func:`definite` errors are ``fail``, the rest
+    ``info``. Subclasses say what they do with ``_run`` and which ops they know.
     """
+
+    what = "postgres client"
 
     def __init__(self, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
         self.options, self.endpoint = options, endpoint
         self.conn: asyncpg.Connection | None = None
 
+    def knows(self, f: str) -> bool:
+        raise NotImplementedError
+
+    async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
+        raise NotImplementedError
+
     async def invoke(self, test: Test, op: Op) -> Op:
-        if op.f not in ("add", "read"):
-            return op.fail(f"the postgres counter has no operation {op.f!r}")
-        request = Request(op, definite, effects=op.f == "add")
+        if not self.knows(op.f):
+            return op.fail(f"the {self.what} has no operation {op.f!r}")
+        request = Request(op, definite, effects=op.f != "read")
         try:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
@@ -168,6 +193,29 @@ class PostgresCounterClient:
         except Exception as e:
             self._drop_unless_idle(e)
             return request.completion(e)
+
+    def _drop_unless_idle(self, error: BaseException) -> None:
+        """Keeps the connection only after a definite error that left it idle (an aborted
+        transaction, rolled back); any other error may leave it mid-protocol."""
+        conn = self.conn
+        if conn is None or conn.is_closed():
+            self.conn = None
+        elif definite(error) is None or conn.is_in_transaction():
+            conn.terminate()
+            self.conn = None
+
+    async def close(self) -> None:
+        if self.conn is not None:
+            self.conn.terminate()
+
+
+class PostgresCounterClient(PostgresClient):
+    """The counter: one row, updated by ``UPDATE`` or read-modify-write."""
+
+    what = "postgres counter"
+
+    def knows(self, f: str) -> bool:
+        return f in ("add", "read")
 
     async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
         if op.f == "read":
@@ -187,20 +235,6 @@ class PostgresCounterClient:
         request.sending()
         await transaction.commit()
         return op.ok(op.value)
-
-    def _drop_unless_idle(self, error: BaseException) -> None:
-        """Keeps the connection only after a definite error that left it idle (an aborted
-        transaction, rolled back); any other error may leave it mid-protocol."""
-        conn = self.conn
-        if conn is None or conn.is_closed():
-            self.conn = None
-        elif definite(error) is None or conn.is_in_transaction():
-            conn.terminate()
-            self.conn = None
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            self.conn.terminate()
 
 
 class PostgresSystem:
@@ -226,7 +260,7 @@ class PostgresSystem:
         return {"counter": self.open_client, **postgres_register.clients(self)}
 
     async def open_client(self, test: Test, node: str) -> PostgresCounterClient:
-        return PostgresCounterClient(self.options, test.remote.endpoint(node, PORT))
+        return PostgresCounterClient(self.options, test.remote.endpoint(node, self.options.port))
 
 
 @declares(PostgresOptions)

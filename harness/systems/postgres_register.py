@@ -19,7 +19,6 @@ error is ``fail``.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +26,7 @@ import asyncpg
 
 from harness.client import Request
 from harness.history import Op
-from harness.systems.postgres_counter import ISOLATION, PORT, USER, PostgresOptions, definite
+from harness.systems.postgres_counter import ISOLATION, PostgresClient, PostgresOptions
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -46,29 +45,21 @@ _WRITES = {
 }
 
 
-class PostgresRegisterClient:
-    """A worker's connection to n1, opened when needed and dropped after any doubt."""
+class PostgresRegisterClient(PostgresClient):
+    """The register (``kind`` "register") or the set (``kind`` "set")."""
 
     def __init__(self, kind: str, options: PostgresOptions, endpoint: tuple[str, int]) -> None:
-        self.kind, self.options, self.endpoint = kind, options, endpoint
-        self.conn: asyncpg.Connection | None = None
+        super().__init__(options, endpoint)
+        self.kind = kind
+        self.what = f"postgres {kind}"
 
-    async def invoke(self, test: Test, op: Op) -> Op:
-        if op.f != "read" and (self.kind, op.f) not in _WRITES:
-            return op.fail(f"the postgres {self.kind} has no operation {op.f!r}")
-        request = Request(op, definite, effects=op.f != "read")
-        try:
-            if self.conn is None or self.conn.is_closed():
-                self.conn = await asyncpg.connect(host=self.endpoint[0], port=self.endpoint[1],
-                                                  user=USER, database=USER,
-                                                  timeout=self.options.timeout / 2)
-            async with asyncio.timeout(self.options.timeout):
-                if op.f == "read":
-                    return op.ok(await self._read(self.conn))
-                return await self._write(op, self.conn, request)
-        except Exception as e:
-            self._drop_unless_idle(e)
-            return request.completion(e)
+    def knows(self, f: str) -> bool:
+        return f == "read" or (self.kind, f) in _WRITES
+
+    async def _run(self, op: Op, conn: asyncpg.Connection, request: Request) -> Op:
+        if op.f == "read":
+            return op.ok(await self._read(conn))
+        return await self._write(op, conn, request)
 
     async def _read(self, conn: asyncpg.Connection) -> Any:
         if self.kind == "set":
@@ -95,20 +86,6 @@ class PostgresRegisterClient:
         await transaction.commit()
         return op.ok(op.value)
 
-    def _drop_unless_idle(self, error: BaseException) -> None:
-        """Keeps the connection only after a definite error that left it idle; any
-        other error may leave it mid-protocol."""
-        conn = self.conn
-        if conn is None or conn.is_closed():
-            self.conn = None
-        elif definite(error) is None or conn.is_in_transaction():
-            conn.terminate()
-            self.conn = None
-
-    async def close(self) -> None:
-        if self.conn is not None:
-            self.conn.terminate()
-
 
 def clients(system: Any) -> dict[str, ClientFactory]:
     """The register and set clients of a postgres system (its ``options`` are
@@ -116,7 +93,8 @@ def clients(system: Any) -> dict[str, ClientFactory]:
 
     def factory(kind: str) -> ClientFactory:
         async def open_client(test: Test, node: str) -> PostgresRegisterClient:
-            return PostgresRegisterClient(kind, system.options, test.remote.endpoint(node, PORT))
+            endpoint = test.remote.endpoint(node, system.options.port)
+            return PostgresRegisterClient(kind, system.options, endpoint)
         return open_client
 
     return {"register": factory("register"), "set": factory("set")}

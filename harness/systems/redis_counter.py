@@ -36,7 +36,7 @@ from harness.cluster.remote import require_programs
 from harness.history import Op
 from harness.schema import no_effect
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import Options, Pause, Port, Seconds, declares
+from harness.systems.options import Install, Options, Pause, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -53,6 +53,7 @@ class RedisOptions(Options):
     persistence: Literal["none", "everysec", "always"] = "none"
     replicas: Literal["none", "async"] = "none"
     port: Port = 6379
+    install: Install = "none"
     timeout: Seconds = 1.0  # seconds per request
     window: Pause = 0.005   # get-set: seconds between the read and the write-back
 
@@ -93,8 +94,9 @@ class RedisDB(DaemonDB):
             argv += ["--replicaof", test.remote.peer_address(primary), str(o.port)]
         return argv
 
-    def prepare(self, test: Test, node: str, paths: ServerPaths) -> None:
-        require_programs(test.remote, node, ["redis-server"], "apt-get install redis-server")
+    def check_programs(self, test: Test, node: str) -> None:
+        require_programs(test.remote, node, ["redis-server"], "redis-server",
+                         self.options.install)
 
     def ready(self, test: Test, node: str) -> bool:
         client = redis.Redis(*test.remote.endpoint(node, self.options.port),

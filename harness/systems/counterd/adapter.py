@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import model_validator
 
+from harness.cluster.remote import require_programs
 from harness.daemon import node_python
 from harness.schema import no_effect
 from harness.systems.counterd.client import CounterdClient
 from harness.systems.daemon_db import DaemonDB, ServerPaths
-from harness.systems.options import Options, Pause, Port, Seconds, declares
+from harness.systems.options import Install, Options, Pause, Port, Seconds, declares
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -35,6 +36,7 @@ class CounterdOptions(Options):
     # the default run: replication with known faults
     variant: Literal["naive", "atomic", "durable", "async-replica"] = "async-replica"
     port: Port = 7070
+    install: Install = "none"      # apt: a node without python3 gets it
     window: Pause = 0.005           # naive: seconds between read and write-back
     timeout: Seconds = 2.0          # client: seconds per request
     forward_timeout: Seconds = 5.0  # replica: seconds to wait for the primary (> timeout)
@@ -83,6 +85,9 @@ class CounterdDB(DaemonDB):
 
     def primaries(self, test: Test) -> list[str]:
         return test.nodes[:1]
+
+    def check_programs(self, test: Test, node: str) -> None:
+        require_programs(test.remote, node, ["python3"], "python3", self.options.install)
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
         o = self.options
