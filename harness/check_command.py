@@ -129,10 +129,15 @@ def parse_initial(initial: str | None) -> Any:
     if initial is None:
         return None
     try:
-        return json.loads(initial)
+        return json.loads(initial, parse_constant=_no_constant)
     except (ValueError, RecursionError) as e:  # bad JSON, an int over 4,300 digits, depth
         why = e.msg if isinstance(e, json.JSONDecodeError) else str(e).split(";")[0]
         raise UsageError(f"--initial is not valid JSON: {initial!r:.60} ({why})") from None
+
+
+def _no_constant(name: str) -> Any:
+    """NaN and the infinities are not JSON, and equal no state a model could reach."""
+    raise ValueError(f"{name} is not a number a history can hold")
 
 
 def build_model(name: str, initial: Any = None) -> Model:

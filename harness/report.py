@@ -17,6 +17,7 @@ can become a ``javascript:`` (or any other scheme's) link.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -96,12 +97,15 @@ def render_report(run_dir: Path | str) -> str:
 
 def read_json_object(path: Path, limit: int = MAX_JSON) -> dict[str, Any]:
     """A small JSON file that must hold an object; any other content is a UsageError
-    (a FIFO, a device or a directory in its place is refused before it is read)."""
+    (a FIFO, a device, a directory or a symbolic link in its place is refused before it
+    is read: a run's files are its own, and a link could lead anywhere)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
     except FileNotFoundError:
         raise UsageError(f"{path.parent}: no {path.name}; is this a run directory?") from None
     except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UsageError(f"{path}: a symbolic link, not a file of the run") from None
         raise UsageError(f"{path}: cannot be read ({e.strerror})") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -139,7 +143,10 @@ def _summarize(path: Path, anchors: Anchors) -> HistorySummary:
     """The one pass over the history, with every way reading it can fail as one line.
     ``summarize`` itself accepts any op, so what is caught here comes from reading."""
     try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
+        mode = os.lstat(path).st_mode  # a run's files are its own: no link leads out
+        if stat.S_ISLNK(mode):
+            raise UsageError(f"{path}: a symbolic link, not a file of the run")
+        if not stat.S_ISREG(mode):
             raise UsageError(f"{path}: not a regular file")
         return summarize(iter_jsonl(path, tolerate_torn_tail=True), anchors)
     except FileNotFoundError:
@@ -343,7 +350,8 @@ def reproduce_command(test: dict[str, Any]) -> str:
         args += ["--nemesis", ",".join(nemesis) if nemesis else "none"]
     n = test.get("nodes")
     if isinstance(n, list) and n and all(isinstance(node, str) for node in n):
-        args += ["--nodes", str(len(n))] if n == [f"n{i}" for i in range(1, len(n) + 1)] \
+        counted = n == [f"n{i}" for i in range(1, len(n) + 1)] and test.get("backend") != "ssh"
+        args += ["--nodes", str(len(n))] if counted \
             else [a for node in n for a in ("--node", short(node, 200))]
     image = test.get("image")
     if isinstance(image, str) and image:

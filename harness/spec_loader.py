@@ -82,6 +82,9 @@ def build_spec(test_file: str | None, options: Mapping[str, str],
         raise UsageError(_message(e, where, option_where)) from None
     except RecursionError:
         raise UsageError(f"{printable(str(test_file))}: values are nested too deeply") from None
+    if spec.backend == "ssh" and not isinstance(values.get("nodes"), list):
+        raise UsageError("the ssh backend needs its hosts: --node [USER@]HOST[:PORT] "
+                         "(repeated), or nodes = [...] in the test file")
     models = {kind: _options_model(kind, getattr(spec, kind), where.get(kind, ""))
               for kind in ("system", "workload")}
     check_options(spec.options, option_where, text=set(options),

@@ -76,3 +76,47 @@ def test_a_set_read_that_returned_a_number_is_a_usage_error(tmp_path: Path) -> N
     with pytest.raises(UsageError, match=r"set model cannot take this history: op 1 "
                                          r"\(read returned 5\)"):
         check_fit(make_model("set", None), read_jsonl(path))
+
+
+def test_report_reads_no_file_of_a_run_through_a_symbolic_link(tmp_path: Path) -> None:
+    """`report` read results.json through a link to /etc/shadow (it only said "not valid
+    JSON", but a run's files are its own: no link may lead out of the run)."""
+    import json
+
+    from harness.errors import UsageError
+    from harness.report import render_report
+
+    secret = tmp_path / "secret.json"
+    secret.write_text(json.dumps({"valid": True, "anomalies": []}))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "test.json").write_text(json.dumps({"name": "t", "system": "counterd"}))
+    (run / "results.json").symlink_to(secret)
+    (run / "history.jsonl").write_text("")
+    with pytest.raises(UsageError, match="results.json: a symbolic link"):
+        render_report(run)
+    (run / "results.json").unlink()
+    (run / "results.json").write_text(secret.read_text())
+    (run / "history.jsonl").unlink()
+    (run / "history.jsonl").symlink_to(secret)
+    with pytest.raises(UsageError, match="history.jsonl: a symbolic link"):
+        render_report(run)
+
+
+@pytest.mark.parametrize("initial", ["NaN", "Infinity", "[1, -Infinity]"])
+def test_an_initial_state_that_is_no_number_is_refused(initial: str) -> None:
+    from harness.check_command import parse_initial
+    from harness.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a number a history can hold"):
+        parse_initial(initial)
+
+
+@pytest.mark.parametrize("flags", [{}, {"nodes": "3"}])
+def test_the_ssh_backend_without_hosts_is_a_usage_error(flags: dict[str, str]) -> None:
+    """It tried hosts n1..n5 and ended "cannot reach host n1" (exit 2)."""
+    from harness.errors import UsageError
+    from harness.spec_loader import build_spec
+
+    with pytest.raises(UsageError, match="the ssh backend needs its hosts"):
+        build_spec(None, {}, {"backend": "ssh", **flags})
