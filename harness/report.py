@@ -24,6 +24,7 @@ import os
 import shlex
 import stat
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -56,6 +57,7 @@ MAX_PREFIX = 10
 MAX_CONCURRENT = 20
 MAX_FILES = 300
 MAX_NOTES = 20  # notes the run made about itself (a fault left out, ...)
+MAX_KEYS = 30  # rows of a per-key table (kv): the failing key and the busiest
 TEST_KEYS = ("system", "workload", "nemesis", "backend", "nodes", "concurrency", "rate",
              "time_limit", "seed", "options")
 
@@ -72,6 +74,47 @@ def write_report(run_dir: Path | str) -> Path:
 def save_report(run_dir: Path, html: str) -> Path:
     """Writes ``run_dir/report.html`` atomically (a UsageError when it cannot)."""
     return _write_atomically(run_dir / "report.html", html)
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    key: str
+    ok: int
+    fail: int
+    info: int
+    failing: bool
+    """The key of a counterexample."""
+
+    @property
+    def order(self) -> tuple[bool, int, int, str]:
+        return (not self.failing, -(self.fail + self.info),
+                -(self.ok + self.fail + self.info), self.key)
+
+
+def _key_rows(checkers: dict[str, Any]) -> dict[str, Any] | None:
+    """The per-key table of a checker that keeps one (the kv workload's ``keys``), the
+    key of any counterexample first, then the keys with the most ``fail`` and ``info``
+    ops (where the faults landed); at most ``MAX_KEYS`` rows, and how many are left out."""
+    table = next((sub["per_key"] for sub in checkers.values()
+                  if isinstance(sub.get("per_key"), dict)), None)
+    if not table:
+        return None
+    failing = set()
+    for sub in checkers.values():
+        cx = sub.get("counterexample") if sub.get("valid") is False else None
+        op = cx.get("op") if isinstance(cx, dict) else None
+        value = op.get("value") if isinstance(op, dict) else None
+        if isinstance(value, list) and len(value) == 2:
+            failing.add(str(value[0]))
+
+    def count(counts: object, outcome: str) -> int:
+        n = counts.get(outcome) if isinstance(counts, dict) else None
+        return n if type(n) is int else 0
+
+    rows = sorted((KeyRow(short(key, 80), count(c, "ok"), count(c, "fail"), count(c, "info"),
+                          str(key) in failing) for key, c in table.items()),
+                  key=lambda r: r.order)
+    return {"rows": rows[:MAX_KEYS], "hidden": max(len(rows) - MAX_KEYS, 0)}
 
 
 def _listed(value: object) -> list[str]:
@@ -203,6 +246,7 @@ def report_data(run_dir: Path, test: dict[str, Any], results: dict[str, Any],
         "checkers_hidden": _count_checkers(results) - len(checkers),
         "anomalies": [_anomaly(a) for a in anomalies[:MAX_ANOMALIES]],
         "anomalies_hidden": max(len(anomalies) - MAX_ANOMALIES, 0),
+        "keys": _key_rows(checkers),
         "counterexamples": [_counterexample(name, sub["counterexample"])
                             for name, sub in checkers.items()
                             if sub.get("valid") is False

@@ -213,3 +213,25 @@ def test_the_history_window_highlights_the_blamed_op_of_the_right_process():
     (window,) = summarize(history, anchors).windows
     assert [r["index"] for r in window.rows if r["blamed"]] == [57]
     assert window.rows[0]["index"] == 47 and window.rows[-1]["index"] == 67
+
+
+def test_a_kv_run_s_report_shows_its_keys_failing_key_first_and_says_what_it_left_out(
+        tmp_path):
+    run = _run_dir(tmp_path)
+    results = json.loads((run / "results.json").read_text())
+    per_key = {f"k{i}": {"ok": 10, "info": i % 3} for i in range(40)}
+    per_key["k7"] = {"ok": 5, "fail": 1}
+    results["keys"] = {"valid": True, "summary": "40 keys", "per_key": per_key}
+    results["linearizable"]["valid"] = False
+    results["linearizable"]["counterexample"]["op"]["value"] = ["k7", 3]
+    (run / "results.json").write_text(json.dumps(results))
+    html = write_report(run).read_text()
+    keys = html[html.index("<h2>Keys</h2>"):]
+    rows = re.findall(r"<tr><td>(k\d+)</td>", keys)
+    assert rows[0] == "k7" and "not linearizable" in keys[:keys.index("k2")]
+    assert len(rows) == 30 and "10 more keys in results.json" in keys
+    assert all(int(k[1:]) % 3 == 2 for k in rows[1:14])  # then the keys with most info
+
+
+def test_a_run_without_keys_has_no_key_table(tmp_path):
+    assert "<h2>Keys</h2>" not in write_report(_run_dir(tmp_path)).read_text()
