@@ -144,7 +144,13 @@ class Spec(Schema):
             value = [n.strip() for n in value.split(",") if n.strip()]
         if not isinstance(value, list):
             raise ValueError('must be fault names, as "partition,kill" or a list')
-        return [] if value == ["none"] else value
+        if value == []:
+            raise ValueError('names no fault: say "none" for a run without faults')
+        if not all(isinstance(n, str) for n in value):
+            return value  # the field's type names what is wrong
+        if "none" in value and len(value) > 1:
+            raise ValueError('"none" means no faults: it goes alone')
+        return [] if value == ["none"] else list(dict.fromkeys(value))
 
     @field_validator("nodes", mode="before")
     @classmethod

@@ -120,3 +120,23 @@ def test_the_ssh_backend_without_hosts_is_a_usage_error(flags: dict[str, str]) -
 
     with pytest.raises(UsageError, match="the ssh backend needs its hosts"):
         build_spec(None, {}, {"backend": "ssh", **flags})
+
+
+@pytest.mark.parametrize(("nemesis", "message"), [
+    ("", 'names no fault: say "none"'),
+    ("none,kill", '"none" means no faults: it goes alone'),
+])
+def test_a_nemesis_list_that_contradicts_itself_is_refused(nemesis: str, message: str) -> None:
+    """`--nemesis ''` quietly ran without faults, and `none,kill` was accepted."""
+    from harness.errors import UsageError
+    from harness.spec_loader import build_spec
+
+    with pytest.raises(UsageError, match=message):
+        build_spec(None, {}, {"nemesis": nemesis})
+
+
+def test_a_fault_named_twice_is_one_fault() -> None:
+    from harness.spec_loader import build_spec
+
+    assert build_spec(None, {}, {"nemesis": "kill,partition,kill"}).nemesis == [
+        "kill", "partition"]
