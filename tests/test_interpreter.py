@@ -129,7 +129,8 @@ def test_op_timeout_records_info_timeout(tmp_path):
     elapsed = run(interp, constant("read", "hang"), time_limit=0.1, seed=0)
     ops = recorded(history)
     assert elapsed < 0.1 + 0.2 + 0.2
-    assert [(p.invoke.process, p.type, p.completion.error) for p in pairs(ops)] == [
+    # Workers start in any order on a loaded machine: compare the set of outcomes.
+    assert sorted((p.invoke.process, p.type, p.completion.error) for p in pairs(ops)) == [
         (0, "info", "timeout"), (1, "info", "timeout"), (2, "info", "timeout")]
 
 
