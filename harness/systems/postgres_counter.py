@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import posixpath
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import asyncpg
@@ -194,6 +195,26 @@ class PostgresClient:
             self._drop_unless_idle(e)
             return request.completion(e)
 
+    async def _committed(self, op: Op, conn: asyncpg.Connection, request: Request,
+                         statements: Callable[[], Awaitable[Op | None]]) -> Op:
+        """Runs ``statements`` in one transaction at the system's isolation level and
+        commits it, ``sending`` the request just before the COMMIT (nothing is applied
+        without it). A ``fail`` the statements return (a cas whose value differed), or an
+        error they raise, rolls the transaction back instead, keeping the connection."""
+        transaction = conn.transaction(isolation=ISOLATION[self.options.isolation])
+        await transaction.start()
+        try:
+            refused = await statements()
+        except asyncpg.PostgresError:
+            await transaction.rollback()
+            raise
+        if refused is not None:
+            await transaction.rollback()
+            return refused
+        request.sending()
+        await transaction.commit()
+        return op.ok(op.value)
+
     def _drop_unless_idle(self, error: BaseException) -> None:
         """Keeps the connection only after a definite error that left it idle (an aborted
         transaction, rolled back); any other error may leave it mid-protocol."""
@@ -224,17 +245,12 @@ class PostgresCounterClient(PostgresClient):
             request.sending()  # one statement: it commits as it runs
             await conn.execute("UPDATE likes SET n = n + $1", op.value)
             return op.ok(op.value)
-        transaction = conn.transaction(isolation=ISOLATION[self.options.isolation])
-        await transaction.start()
-        try:
+
+        async def read_modify_write() -> None:
             n = await conn.fetchval("SELECT n FROM likes")
             await conn.execute("UPDATE likes SET n = $1", n + op.value)
-        except asyncpg.PostgresError:
-            await transaction.rollback()  # keeps the connection for the next op
-            raise
-        request.sending()
-        await transaction.commit()
-        return op.ok(op.value)
+
+        return await self._committed(op, conn, request, read_modify_write)
 
 
 class PostgresSystem:

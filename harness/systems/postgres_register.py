@@ -26,7 +26,7 @@ import asyncpg
 
 from harness.client import Request
 from harness.history import Op
-from harness.systems.postgres_counter import ISOLATION, PostgresClient, PostgresOptions
+from harness.systems.postgres_counter import PostgresClient, PostgresOptions
 
 if TYPE_CHECKING:
     from harness.context import Test
@@ -72,19 +72,14 @@ class PostgresRegisterClient(PostgresClient):
         # null is SQL NULL (the register's initial value), not JSON's null.
         args = [None if v is None else json.dumps(v)
                 for v in (op.value if op.f == "cas" else [op.value])]
-        transaction = conn.transaction(isolation=ISOLATION[self.options.isolation])
-        await transaction.start()
-        try:
+
+        async def write() -> Op | None:
             status = await conn.execute(_WRITES[self.kind, op.f], *args)
             if op.f == "cas" and status == "UPDATE 0":
-                await transaction.rollback()
                 return op.fail("cas: the value differed")
-        except asyncpg.PostgresError:
-            await transaction.rollback()  # keeps the connection for the next op
-            raise
-        request.sending()
-        await transaction.commit()
-        return op.ok(op.value)
+            return None
+
+        return await self._committed(op, conn, request, write)
 
 
 def clients(system: Any) -> dict[str, ClientFactory]:
