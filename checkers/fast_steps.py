@@ -234,27 +234,34 @@ class NumberedSteps:
 
     def __init__(self, model: Model, fs: Sequence[str], args: Sequence[Any],
                  results: Sequence[Any]) -> None:
-        self.model, self.fs, self.args, self.results = model, fs, args, results
         initial = model.init()
         self.states: list[Any] = [initial]
-        self.numbers: dict[Any, int] = {initial: 0}
         self.memo: dict[int, Any] = {}
-        self.n = len(fs)
         # Same repr, not just ==: a model may tell 1 from 1.0 or True, or a list
         # from a tuple.
         first: dict[str, int] = {}
         self.first_same = [first.setdefault(repr(op), o)
                            for o, op in enumerate(zip(fs, args, results))]
+        self.step = self._stepper(model, fs, args, results)
 
-    def step(self, number: int, o: int) -> Any:
-        """The number of the state after op ``o`` in state ``number``, or INCONSISTENT;
-        remembered in ``memo``."""
-        new = self.model.step(self.states[number], self.fs[o], self.args[o],
-                              self.results[o])
-        if new is not INCONSISTENT:
-            states = self.states
-            new_state, new = new, self.numbers.setdefault(new, len(states))
-            if new == len(states):
-                states.append(new_state)
-        self.memo[number * self.n + self.first_same[o]] = new
-        return new
+    def _stepper(self, model: Model, fs: Sequence[str], args: Sequence[Any],
+                 results: Sequence[Any]) -> Callable[[int, int], Any]:
+        """``step(number, o)``: the number of the state after op ``o`` in state
+        ``number``, or INCONSISTENT; remembered in ``memo``. A closure over locals,
+        since the search calls it hundreds of thousands of times."""
+        model_step, states, memo, first_same = model.step, self.states, self.memo, \
+            self.first_same
+        numbers: dict[Any, int] = {states[0]: 0}
+        n = len(fs)
+
+        def step(number: int, o: int) -> Any:
+            new = model_step(states[number], fs[o], args[o], results[o])
+            if new is not INCONSISTENT:
+                count = len(states)
+                new_state, new = new, numbers.setdefault(new, count)
+                if new == count:
+                    states.append(new_state)
+            memo[number * n + first_same[o]] = new
+            return new
+
+        return step

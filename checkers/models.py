@@ -129,34 +129,50 @@ class KV(_ReadIsReadOnly):
     """Independent keys: values ``[key, v]`` with cas-register semantics per key, plus
     ``append`` (string or list concatenation, as Porcupine's key-value logs need).
 
-    The state is the frozenset of (key, value) pairs whose value differs from the
-    initial one: equal states compare equal whatever order keys were written in, and a
-    step touches one pair instead of rebuilding a map. ``key_of`` splits a history by
-    key so each key is searched on its own.
+    The state is a tuple of values, one per key in the order this model first met the
+    keys (its ``slots``), without trailing initial values: equal maps are equal tuples
+    whatever order keys were written in, and a step reads its key's value by index
+    instead of scanning the map. States are so only meaningful to the model instance
+    that made them. ``key_of`` splits a history by key so each key is searched on its
+    own.
     """
 
     name = "kv"
 
     def __init__(self, initial: Any = None) -> None:
         self.register = CasRegister(initial)
+        self.initial = self.register.initial
+        self.slots: dict[Hashable, int] = {}
 
     def init(self) -> Hashable:
-        return frozenset()
+        return ()
 
-    def step(self, state: frozenset, f: str, arg: Any, result: Any) -> Any:
+    def step(self, state: tuple, f: str, arg: Any, result: Any) -> Any:
         key, v = arg
-        key = freeze(key)
-        initial = self.register.initial
-        before = next((value for k, value in state if k == key), initial)
+        try:
+            slot = self.slots[key]
+        except (KeyError, TypeError):  # a key met first, or one to freeze (a list)
+            slot = self.slots.setdefault(freeze(key), len(self.slots))
+        initial = self.initial
+        before = state[slot] if slot < len(state) else initial
         res = result[1] if isinstance(result, list | tuple) else result
-        after = self.step_value(before, f, v, res)
+        # The common ops on strings inline; the rest as one key's step.
+        if f == "read" and (res is UNKNOWN or type(res) is str):
+            return state if res is UNKNOWN or res == before else INCONSISTENT
+        if f == "append" and type(v) is str and type(before) is str:
+            after = before + v
+        else:
+            after = self.step_value(before, f, v, res)
         if after is INCONSISTENT:
             return INCONSISTENT
         if after == before:
             return state
-        if before != initial:
-            state = state - {(key, before)}
-        return state if after == initial else state | {(key, after)}
+        if slot >= len(state):
+            return state + (initial,) * (slot - len(state)) + (after,)
+        state = state[:slot] + (after,) + state[slot + 1:]
+        while state and state[-1] == initial:
+            state = state[:-1]
+        return state
 
     def step_value(self, before: Any, f: str, v: Any, res: Any) -> Any:
         """One key's step, on that key's value alone (``v`` and ``res`` without the
@@ -168,8 +184,10 @@ class KV(_ReadIsReadOnly):
     def key_of(self, arg: Any) -> Hashable:
         return freeze(arg[0])
 
-    def describe(self, state: frozenset) -> str:
-        pairs = sorted(f"{_show(k)} = {_show(v)}" for k, v in state)
+    def describe(self, state: tuple) -> str:
+        keys = list(self.slots)
+        pairs = sorted(f"{_show(keys[i])} = {_show(v)}" for i, v in enumerate(state)
+                       if v != self.initial)
         return ", ".join(pairs) or "all initial"
 
 

@@ -74,3 +74,60 @@ def test_oracle_accepts_every_sequential_history(writes):
     if writes:
         r = Op("invoke", "read", None, 99)
         assert not linearizable(model, _seq(*ops, r, r.ok(value + 10)))
+
+
+_KV_KEYS = st.one_of(st.sampled_from(["a", "b", "c"]), st.integers(0, 2),
+                     st.lists(st.sampled_from("xy"), max_size=2))
+_KV_VALUES = st.one_of(st.none(), st.sampled_from(["", "x", "y", "xy"]), st.integers(0, 2))
+_KV_OPS = st.lists(st.tuples(st.sampled_from(["read", "write", "cas", "append"]),
+                             _KV_KEYS, _KV_VALUES, _KV_VALUES), max_size=12)
+
+
+def _kv_reference(initial, state, f, key, v, res):
+    """The kv model spelled out on a plain dict (what ``KV.step`` must equal)."""
+    from checkers.models import freeze
+    key = freeze(key)
+    before = state.get(key, initial)
+    if f == "read":
+        after = before if res is UNKNOWN or freeze(res) == before else INCONSISTENT
+    elif f == "write":
+        after = freeze(v)
+    elif f == "cas":
+        after = freeze(res) if freeze(v) == before else INCONSISTENT
+    else:
+        after = freeze(v) if before is None else before + freeze(v)
+    if after is INCONSISTENT:
+        return INCONSISTENT
+    return {**state, key: after}
+
+
+@given(_KV_OPS, st.sampled_from([None, ""]), st.randoms(use_true_random=False))
+def test_kv_steps_equal_a_plain_dict(ops, initial, rnd):
+    """The kv state (a tuple of values by key slot) steps as a dict of keys would, and
+    two orders of the same writes give equal states: what the search memoizes on."""
+    kv = make_model("kv", initial)
+    state, ref = kv.init(), {}
+    for f, key, v, res in ops:
+        # cas carries [old, new] as its argument; reads carry [key, value] results
+        arg = [key, [v, res]] if f == "cas" else [key, v]
+        result = [key, res] if f == "read" else None
+        try:
+            expected = _kv_reference(initial, ref, f, key, v, res)
+        except TypeError:  # appending a value to a value of another type
+            continue
+        got = kv.step(state, f, arg, result)
+        if expected is INCONSISTENT:
+            assert got is INCONSISTENT
+            continue
+        assert got is not INCONSISTENT
+        state, ref = got, expected
+        shown = {k for k, x in ref.items() if x != initial}
+        assert kv.describe(state).count(" = ") == len(shown)
+    # the same final map written in another order is the same state
+    pairs = list(ref.items())
+    rnd.shuffle(pairs)
+    again = kv.init()
+    for key, value in pairs:
+        again = kv.step(again, "write", [list(key) if isinstance(key, tuple) else key,
+                                         value], None)
+    assert again == state and hash(again) == hash(state)
