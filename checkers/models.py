@@ -31,8 +31,13 @@ INCONSISTENT: Any = Sentinel("INCONSISTENT")
 UNKNOWN: Any = Sentinel("UNKNOWN")
 
 
+_ATOMS = frozenset({str, int, float, bool, type(None)})
+
+
 def freeze(v: Any) -> Hashable:
     """Lists become tuples and dicts sorted item tuples, so values can be states."""
+    if type(v) in _ATOMS:  # most values: one set lookup, not three isinstance calls
+        return v
     if isinstance(v, list | tuple):
         return tuple(freeze(x) for x in v)
     if isinstance(v, dict):

@@ -103,24 +103,27 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     """
     n = len(calls)
     pure = read_only or [False] * n
-    is_ok = [c.end is not None for c in calls]
     # Window ids: ok ops and crashed ops are numbered apart, each in call order.
-    bit = [0] * n
-    n_ok = n_crashed = 0
-    for o in range(n):
-        if is_ok[o]:
-            bit[o], n_ok = n_ok, n_ok + 1
-        else:
-            bit[o], n_crashed = n_crashed, n_crashed + 1
-
     # Entries 1..E in real-time order; 0 is the head, E+1 the tail. ent_op[e] is the op
-    # of a call entry, -2-op for a return entry, -1 for the tail.
-    events = [(c.start, o) for o, c in enumerate(calls)]
-    events += [(c.end, -2 - o) for o, c in enumerate(calls) if c.end is not None]
-    events.sort()
-    n_entries = len(events)
+    # of a call entry, -2-op for a return entry, -1 for the tail. (History positions
+    # are distinct, so sorting them orders the entries.)
+    is_ok = [False] * n
+    bit = [0] * n
+    at: dict[int, int] = {}
+    n_ok = n_crashed = 0
+    for o, c in enumerate(calls):
+        at[c.start] = o
+        if c.end is None:
+            bit[o], n_crashed = n_crashed, n_crashed + 1
+        else:
+            at[c.end] = -2 - o
+            is_ok[o] = True
+            bit[o], n_ok = n_ok, n_ok + 1
+    n_entries = len(at)
+    if n_entries != n + n_ok:
+        raise ValueError("internal error: two calls share a history position")
     tail = n_entries + 1
-    ent_op = [-1] + [x for _, x in events] + [-1]
+    ent_op = [-1] + [at[t] for t in sorted(at)] + [-1]
     match = [-1] * (n_entries + 2)
     call_entry = [0] * n
     for e in range(1, tail):
@@ -132,7 +135,6 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     nxt = list(range(1, n_entries + 2)) + [tail]
     prv = [0] + list(range(n_entries + 1))
 
-    twin = _twins(calls)
     lin = bytearray(n)  # lin[o]: op o is linearized
     fs = [c.f for c in calls]
     state: Any = model.init()
@@ -145,9 +147,11 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                                  [c.result for c in calls])
         memo, first_same, step_once = numbered.memo, numbered.first_same, numbered.step
         states, then, state = numbered.states, [MEMO] * n, 0
+        twin = _twins(calls)
     else:  # fast steps take values frozen once, here
         args = [freeze(c.arg) for c in calls]
         results = [freeze(c.result) for c in calls]
+        twin = _twins(calls, args, results)
         if guard is not None:  # what each op needs and does: mostly one comparison
             guarded = [guard(fs[o], args[o], results[o]) for o in range(n)]
             need, then = [g[0] for g in guarded], [g[1] for g in guarded]
@@ -160,7 +164,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     is_dead = dead_value_test(need) if extends else None
     if is_dead is not None:
         step = dead_aware(step, is_dead)
-        then = [DEAD if is_dead(t) else t for t in then]
+        then = [DEAD if type(t) in (str, tuple) and is_dead(t) else t for t in then]
     # Memo: (low, win, state) -> masks of crashed ops linearized in visited
     # configurations. Linearizing a crashed op is never needed, so a configuration
     # whose crashed set contains a visited one's (same ok ops, same state) can only do
@@ -323,7 +327,8 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
         resumed = True
 
 
-def _twins(calls: list[Call]) -> list[int]:
+def _twins(calls: list[Call], args: list | None = None, results: list | None = None
+           ) -> list[int]:
     """For each op, the identical op (same f, argument and result) that the search
     linearizes before it, or -1.
 
@@ -331,13 +336,15 @@ def _twins(calls: list[Call]) -> list[int]:
     later (crashed ops return never), a linearization that places ``o`` before ``p``
     stays one when the two swap places. So ``o`` need only be tried once ``p`` is
     linearized, which removes the factorial blow-up of, say, twenty crashed writes of
-    the same five values.
+    the same five values. ``args`` and ``results``: the calls' values, if already
+    frozen.
     """
     twin = [-1] * len(calls)
     last: dict[tuple, int] = {}
     for o, c in enumerate(calls):
         try:
-            k = (c.f, freeze(c.arg), c.end is None, freeze(c.result))
+            k = ((c.f, freeze(c.arg), c.end is None, freeze(c.result)) if args is None
+                 or results is None else (c.f, args[o], c.end is None, results[o]))
             hash(k)
         except TypeError:  # an unhashable value: no twins for it
             continue
