@@ -181,6 +181,9 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     if remaining == 0:
         return SearchOutcome(True)
 
+    # The loop's constants as locals (cheaper to load than globals).
+    any_, same, call, memo_, inconsistent = ANY, SAME, CALL, MEMO, INCONSISTENT
+    check_every = _CHECK_EVERY
     e = nxt[0]
     choice: tuple | None = None
     resumed = False  # scanning on after a backtrack: no read-only op fits (see below)
@@ -200,7 +203,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                 e = nxt[e]  # its identical twin goes first (see _twins)
                 continue
             steps += 1
-            if not steps & _CHECK_EVERY:
+            if not steps & check_every:
                 reason = yield steps
                 if reason:
                     out = _outcome(model, calls, best, ent_op, states, "unknown", steps,
@@ -208,22 +211,22 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
                     out.reason = reason
                     return out
             x = need[o]
-            if x is not ANY and x != state:
+            if x is not any_ and x != state:
                 e = nxt[e]
                 continue
             new = then[o]
-            if new is SAME:
+            if new is same:
                 new = state
-            elif new is CALL:
+            elif new is call:
                 new = step(state, fs[o], args[o], results[o])
-                if new is INCONSISTENT:
+                if new is inconsistent:
                     e = nxt[e]
                     continue
-            elif new is MEMO:
+            elif new is memo_:
                 new = memo.get(state * n + first_same[o])
                 if new is None:
                     new = step_once(state, o)
-                if new is INCONSISTENT:
+                if new is inconsistent:
                     e = nxt[e]
                     continue
             i = bit[o]
@@ -240,10 +243,13 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
             masks = seen.get(key)
             fresh = True
             if masks is not None:
-                for m in masks:
-                    if m & ncm == m:  # m is a subset of ncm
-                        fresh = False
-                        break
+                if not n_crashed:  # no crashed ops: every mask is empty
+                    fresh = False
+                else:
+                    for m in masks:
+                        if m & ncm == m:  # m is a subset of ncm
+                            fresh = False
+                            break
             if fresh:
                 if pure[o]:
                     choice = (e, new, key, ncm, masks, True)
