@@ -49,6 +49,7 @@ from that difference alone (on the 102 logs it causes none).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import resource
 import statistics
@@ -272,7 +273,7 @@ def summarize(sets: list[str], outcomes: list[Outcome], go: GoBench | None) -> l
         if go and both:
             theirs = sum(go.seconds[(s, o.case.path.name)] for o in both)
             ratio = sum(o.cpu_s for o in both) / theirs
-            line += f"  porcupine {theirs:8.4f} s  ratio {ratio:6.2f} ({len(both)}/{len(mine)})"
+            line += f"  porcupine {theirs:8.4f} s  ratio {ratio:6.3f} ({len(both)}/{len(mine)})"
         lines.append(line + f"  valid/invalid/unknown "
                             f"{count[True]}/{count[False]}/{count['unknown']}")
         spec = SETS[s]
@@ -291,7 +292,7 @@ def summarize(sets: list[str], outcomes: list[Outcome], go: GoBench | None) -> l
             ok = ratio <= RATIO_TARGET
             wall = (f" (Porcupine's figures are wall time on {go.procs} cores)"
                     if go and go.procs > 1 else "")
-            verdicts.append(f"  {s:<22} CPU ratio {ratio:.2f} {'<=' if ok else '>'} "
+            verdicts.append(f"  {s:<22} CPU ratio {ratio:.3f} {'<=' if ok else '>'} "
                             f"{RATIO_TARGET:g}: {'met' if ok else 'MISSED'}{wall}")
     return lines + verdicts
 
@@ -330,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"-{go.procs}): Porcupine's ns/op are wall time on up to {go.procs} "
                   "cores, not CPU")
 
+    load = os.getloadavg()[0]
     outcomes: list[Outcome] = []
     current = None
     for case in cases(args.test_data, test_go, sets):
@@ -349,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{versus}{mark}", flush=True)
 
     print("\n".join(summarize(sets, outcomes, go)))
+    print(f"\nload average {load:.2f} at the start, {os.getloadavg()[0]:.2f} at the end, "
+          f"{os.cpu_count()} cores: other processes slow even CPU time (shared caches)")
     disagreements = [o for o in outcomes
                      if o.case.expected is not None and o.valid != o.case.expected]
     print(f"\n{len(disagreements)} disagreement(s) with Porcupine's expected verdicts")
