@@ -31,7 +31,8 @@ ratios compare our CPU with Porcupine's wall time.
 Our side, also parsing excluded: each history is read once (timed apart), then checked
 at least ``--repeat`` times and until its checks add up to ``--min-time`` seconds of CPU.
 CPU is this process's time plus that of the worker processes the checker forks for many
-keys (``RUSAGE_CHILDREN``); wall time is printed too. A history's figure is its median
+keys (``RUSAGE_CHILDREN``; ``--workers 1`` keeps the check in one process); wall time
+is printed too. A history's figure is its median
 run: as central as Go's mean but not moved by one run that another process disturbed
 on a shared machine (the best run would flatter us by picking the luckiest one).
 
@@ -228,8 +229,8 @@ def cpu_now() -> float:
     return time.process_time() + children.ru_utime + children.ru_stime
 
 
-def measure(case: Case, repeat: int, min_time: float,
-            time_limit: float | None) -> Outcome | None:
+def measure(case: Case, repeat: int, min_time: float, time_limit: float | None,
+            workers: int | None) -> Outcome | None:
     c0 = time.process_time()
     try:
         history = read_history(case.path)
@@ -239,7 +240,8 @@ def measure(case: Case, repeat: int, min_time: float,
     out = Outcome(case, len(history), time.process_time() - c0, None)
     while len(out.cpu) < repeat or (sum(out.cpu) < min_time and len(out.cpu) < MAX_RUNS):
         c0, w0 = cpu_now(), time.perf_counter()
-        result = linearizable.check(case.model, history, time_limit=time_limit)
+        result = linearizable.check(case.model, history, time_limit=time_limit,
+                                    workers=workers)
         out.wall.append(time.perf_counter() - w0)
         out.cpu.append(cpu_now() - c0)
         if out.valid is None:
@@ -310,11 +312,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-time", type=float, default=0.2,
                     help="and until its checks add up to this much CPU, s (default 0.2)")
     ap.add_argument("--time-limit", type=float, help="seconds per check")
+    ap.add_argument("--workers", type=int,
+                    help="processes the checker may use (default: its own, the cores)")
     args = ap.parse_args(argv)
     if not (args.test_data / "jepsen").is_dir() and not (args.test_data / "kv").is_dir():
         ap.error(f"{args.test_data} has neither jepsen/ nor kv/")
-    if args.repeat < 1 or args.min_time < 0:
-        ap.error("--repeat must be 1 or more and --min-time 0 or more")
+    if args.repeat < 1 or args.min_time < 0 or (args.workers is not None and args.workers < 1):
+        ap.error("--repeat and --workers must be 1 or more, --min-time 0 or more")
     test_go = args.expected or args.test_data.parent / "porcupine_test.go"
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = set(sets) - set(SETS)
@@ -338,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
         if case.set != current:
             current = case.set
             print(f"== {current}")
-        o = measure(case, args.repeat, args.min_time, args.time_limit)
+        o = measure(case, args.repeat, args.min_time, args.time_limit, args.workers)
         if o is None:
             continue
         outcomes.append(o)

@@ -172,7 +172,8 @@ def test_a_run_against_figures_of_two_cores_and_a_disagreement(
 def test_a_run_without_porcupine_figures_says_no_ratio(pc: ModuleType, tmp_path: Path,
                                                         capsys) -> None:
     data = write_test_data(tmp_path)
-    assert pc.main([str(data), "--repeat", "1", "--min-time", "0", "--sets", "etcd"]) == 0
+    assert pc.main([str(data), "--repeat", "1", "--min-time", "0", "--sets", "etcd",
+                    "--workers", "1"]) == 0
     assert "CPU ratio not measured" in target(capsys.readouterr().out, "etcd")
 
 
@@ -185,3 +186,7 @@ def test_a_file_that_is_no_go_bench_output_is_one_line(pc: ModuleType, tmp_path:
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "no Porcupine benchmark lines" in err
+    with pytest.raises(SystemExit) as e:
+        pc.main([str(data), "--workers", "0"])
+    assert e.value.code == 2
+    assert "--workers must be 1 or more" in capsys.readouterr().err
