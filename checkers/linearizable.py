@@ -48,11 +48,11 @@ DEFAULT_MEMORY_LIMIT_MB = min(8192, os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC
                               // (3 * 1048576))
 """A third of the machine's memory, at most 8 GiB: the search gives up (unknown) before
 the machine would swap."""
-SERIAL_SECONDS = 0.02
+SERIAL_SECONDS = 0.1
 """How long searches run in turns in this process before the rest of them move to worker
-processes (where there are several cores): about what starting a pool of workers costs
-(10 to 15 ms), so short checks never pay for forking and long ones use every core
-almost at once."""
+processes (where there are several cores). Starting a pool of workers costs 10 to 20 ms
+of CPU (forks, copied pages, the pool's threads): short checks never pay for it, and
+long ones use every core after a tenth of a second."""
 
 
 @dataclass
