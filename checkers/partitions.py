@@ -8,10 +8,10 @@ a polynomial fast path when one applies, or hands back a resumable search for it
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Generator
 from dataclasses import dataclass
-from itertools import pairwise
 from typing import Any
 
 from checkers import explanations
@@ -77,7 +77,8 @@ def prepare(history: list[Op]) -> tuple[list[Call], int]:
     completed) gets no end and an ``UNKNOWN`` result.
     """
     all_pairs = pairs(history)
-    if all(a.index < b.index for a, b in pairwise(history)):
+    indices = [op.index for op in history]
+    if all(map(operator.lt, indices, indices[1:])):
         def position(op: Op) -> int:  # indices already follow history order
             return op.index
     else:
@@ -108,13 +109,11 @@ def partition(model: Model, calls: list[Call]) -> list[Part]:
     if not isinstance(model, KV):
         return [Part(key, model, cs) for key, cs in by_key.items()]
     key_model = KeyModel(model)
-    return [Part(key, key_model, [Call(c.start, c.end, c.f, c.arg[1], _second(c.result),
-                                       c.invoke, c.completion) for c in cs])
-            for key, cs in by_key.items()]
-
-
-def _second(result: Any) -> Any:
-    return result[1] if isinstance(result, list | tuple) else result
+    return [Part(key, key_model, [
+        Call(c.start, c.end, c.f, c.arg[1],
+             c.result[1] if isinstance(c.result, list | tuple) else c.result,
+             c.invoke, c.completion) for c in cs])
+        for key, cs in by_key.items()]
 
 
 @dataclass
