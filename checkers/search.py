@@ -152,9 +152,8 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
         args = [freeze(c.arg) for c in calls]
         results = [freeze(c.result) for c in calls]
         twin = _twins(calls, args, results)
-        if guard is not None:  # what each op needs and does: mostly one comparison
-            guarded = [guard(fs[o], args[o], results[o]) for o in range(n)]
-            need, then = [g[0] for g in guarded], [g[1] for g in guarded]
+        if guard is not None and n:  # what each op needs and does: mostly one comparison
+            need, then = map(list, zip(*map(guard, fs, args, results)))
     # Appends only extend a kv key's value; a read that must come before any other op
     # then tells which appends can be next (see ``append_target``), and values no op
     # can observe are all one (see ``dead_value_test``).
