@@ -22,13 +22,15 @@ still commit it. Reads never change anything: every read error is a ``fail``.
 from __future__ import annotations
 
 import base64
+import http.client
+import json
 import urllib.request
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
 from harness.client import Request
-from harness.cluster.remote import require_programs
+from harness.cluster.remote import on_each_node, require_programs
 from harness.history import Op
 from harness.systems.daemon_db import DaemonDB, ServerPaths
 from harness.systems.http_link import HttpError, HttpLink
@@ -40,6 +42,9 @@ if TYPE_CHECKING:
 KEY = base64.b64encode(b"likes").decode()
 CAS_ATTEMPTS = 20
 """Comparisons lost to other adds before an add gives up (a ``fail``: nothing applied)."""
+STATUS_TIMEOUT = 1.0
+"""Seconds ``primaries`` waits for a member's status: a fault must not stall on a paused
+member, and a live one answers from memory in milliseconds."""
 
 
 class EtcdOptions(Options):
@@ -63,7 +68,8 @@ class EtcdOptions(Options):
 
 
 class EtcdDB(DaemonDB):
-    """An etcd member on every node, all in one cluster."""
+    """An etcd member on every node, all in one cluster; Killable, Pausable, Primaries
+    and LogFiles."""
 
     server = "etcd"
     startup_timeout = 30.0  # members wait for a quorum of their peers
@@ -95,14 +101,56 @@ class EtcdDB(DaemonDB):
     def ready(self, test: Test, node: str) -> bool:
         """The member answers (bootstrapping members wait for each other's quorum in
         parallel, so this is not yet a health check of the cluster)."""
+        return _fetch(self._url(test, node, "/version"), None, 0.5) is not None
+
+    def primaries(self, test: Test) -> list[str]:
+        """The members that say they lead, each in its own status (``Primaries``).
+
+        Every member is asked at once, on its client endpoint (``/v3/maintenance/status``,
+        answered from the member's memory without a quorum), and one counts as a primary
+        only when its status names itself as the leader (``leader`` equals its own
+        ``header.member_id``). What a member says of another is not taken: a follower
+        keeps naming a leader it has lost until its election timeout. So the answer is
+        what is known, never a guess: a member that does not answer within
+        ``STATUS_TIMEOUT`` (killed, paused) is left out, two members are both listed while
+        an old leader cut off from its quorum has not yet stepped down, and the list is
+        empty during an election or when no member answers. On an empty list
+        ``isolate-kill-primary`` cuts off one node drawn from its rng instead
+        (``nemeses.schedule.PrimaryNemesis``) and ``kill`` draws its usual targets."""
+        leading: list[str] = []
+
+        def ask(node: str) -> None:
+            status = _fetch(self._url(test, node, "/v3/maintenance/status"), {},
+                            STATUS_TIMEOUT)
+            if isinstance(status, dict) and _leads(status):
+                leading.append(node)
+
+        on_each_node(self.nodes(test), ask)
+        return sorted(leading)
+
+    def _url(self, test: Test, node: str, path: str) -> str:
         host, port = test.remote.endpoint(node, self.options.client_port)
-        url = f"http://{host}:{port}/version"
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        try:
-            with opener.open(url, timeout=0.5) as r:
-                return r.status == 200
-        except OSError:
-            return False
+        return f"http://{host}:{port}{path}"
+
+
+def _leads(status: dict[str, Any]) -> bool:
+    """Whether a member's status names the member itself as the leader (ids are uint64
+    in decimal strings; 0 means it knows of no leader)."""
+    header = status.get("header")
+    me = header.get("member_id") if isinstance(header, dict) else None
+    return me is not None and str(me) not in ("", "0") and str(status.get("leader")) == str(me)
+
+
+def _fetch(url: str, body: dict[str, Any] | None, timeout: float) -> Any:
+    """The JSON a member answers at ``url`` (POSTing ``body`` unless None), or None when
+    it does not answer with 200 in time. A proxy setting cannot reroute it."""
+    data = None if body is None else json.dumps(body).encode()
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(urllib.request.Request(url, data=data), timeout=timeout) as r:
+            return json.loads(r.read()) if r.status == 200 else None
+    except (OSError, ValueError, http.client.HTTPException):
+        return None
 
 
 def definite(error: BaseException) -> str | None:

@@ -14,6 +14,9 @@ The options choose the design:
   a crash of the server can lose acknowledged commits (PostgreSQL documents the window as
   up to three times ``wal_writer_delay``).
 
+A ``kill`` leaves no trace of the server outside its data directory once the run is torn
+down (:meth:`PostgresDB.teardown`), so a run's faults do not pile up on the machine.
+
 Errors follow the shared rule (``harness.client``), as Jepsen's PostgreSQL clients do:
 no connection, an error before COMMIT, or an aborted transaction (serialization failure,
 deadlock) is ``fail``; anything else once the COMMIT (or the single UPDATE) may have been
@@ -32,6 +35,7 @@ from pydantic import model_validator
 
 from harness.client import Request
 from harness.cluster.remote import apt_install, install_hint
+from harness.daemon import stop_daemon
 from harness.errors import EnvironmentFailure
 from harness.history import Op
 from harness.schema import no_effect
@@ -42,6 +46,14 @@ if TYPE_CHECKING:
     from harness.context import Test
 
 USER = "postgres"  # the operating-system user the server runs as, and the database role
+ORPHANED_SEGMENT = """
+set -- $(sed -n 7p "$1" 2>/dev/null)
+[ $# -eq 2 ] || exit 0
+awk -v key="$1" -v id="$2" '($1 == key || $1 + 4294967296 == key) && $2 == id && $7 == 0 \
+    { found = 1 } END { exit !found }' /proc/sysvipc/shm && ipcrm -m "$2"
+"""
+"""Removes the System V segment that ``postmaster.pid`` ($1) names, if nothing is attached
+to it (/proc prints the key signed, PostgreSQL unsigned)."""
 ISOLATION = {"read-committed": "read_committed", "repeatable-read": "repeatable_read",
              "serializable": "serializable"}
 
@@ -123,11 +135,31 @@ class PostgresDB(DaemonDB):
         run(node, ["sh", "-c", f"echo 'host all all 0.0.0.0/0 trust' >> '{hba}'"])
 
     def argv(self, test: Test, node: str, paths: ServerPaths) -> list[str]:
+        """The server on the node's address only. Its dynamic shared memory segments
+        (parallel query's, and one the postmaster keeps) are files in the data
+        directory's ``pg_dynshmem/`` (``mmap``), not POSIX segments in /dev/shm, which
+        a SIGKILLed postmaster never removes: they go with the data directory."""
         return self._as_user(
             "postgres", "-D", paths.data_dir,
             "-c", f"listen_addresses={test.remote.peer_address(node)}",
             "-c", f"port={self.options.port}", "-c", "unix_socket_directories=",
+            "-c", "dynamic_shared_memory_type=mmap",
             "-c", f"synchronous_commit={self.options.synchronous_commit}")
+
+    def teardown(self, test: Test, node: str) -> None:
+        """Stops the server, then removes the System V segment a killed postmaster left.
+
+        A postmaster always makes a small System V segment (as an interlock) and removes
+        it on a clean shutdown; killed, it leaves it to the next start in the same data
+        directory, which teardown is about to delete. ``postmaster.pid`` outlives a kill
+        and names the segment (line 7: key and id); it is removed only if it still has
+        that key and no process attached to it."""
+        if node in self.nodes(test):
+            paths = self.paths(test, node)
+            stop_daemon(test.remote, node, paths.pidfile)
+            pid_file = posixpath.join(paths.data_dir, "postmaster.pid")
+            test.remote.run(node, ["sh", "-c", ORPHANED_SEGMENT, "sh", pid_file], check=False)
+        super().teardown(test, node)
 
     def ready(self, test: Test, node: str) -> bool:
         found = test.remote.run(node, [posixpath.join(self.bin_dir, "pg_isready"), "-q", "-h",
