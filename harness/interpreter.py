@@ -23,7 +23,8 @@ still busy at the hard deadline (time limit + ``op_timeout`` + a grace period) a
 abandoned with their op recorded as ``info``, and a client call that blocks the event
 loop is interrupted by a ``StallGuard`` (see ``harness.stuck`` for both mechanisms).
 A client raising any ``BaseException`` (``SystemExit`` included) gets an ``info``, as for
-any other exception; only cancellation and ``KeyboardInterrupt`` end the run.
+any other exception; only cancellation and a signal's ``KeyboardInterrupt`` end the run
+(one the client raised itself is its crash: ``harness.stop.from_signal``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from harness.client import Client
 from harness.generator import GenContext, Generator, Wait, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
+from harness.stop import from_signal
 from harness.stuck import (
     GRACE,
     INTERRUPT_GRACE,
@@ -306,10 +308,13 @@ class Interpreter:
                             append(invoke.info(slot.stopped or "interrupted", node=node))
                         raise
                     completion = invoke.info("timeout")
-                except (KeyboardInterrupt, GeneratorExit):
-                    if not slot.abandoned:
-                        append(invoke.info("interrupted", node=node))
-                    raise
+                except (KeyboardInterrupt, GeneratorExit) as e:
+                    if isinstance(e, KeyboardInterrupt) and not from_signal(e):
+                        completion = invoke.info(_error_text(e))  # the client's own
+                    else:
+                        if not slot.abandoned:
+                            append(invoke.info("interrupted", node=node))
+                        raise
                 except LoopBlocked:
                     completion = invoke.info("timeout", stuck="the client blocked the loop")
                 except BaseException as e:  # noqa: B036 - SystemExit from a client too
