@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.client import Client
-from harness.generator import GenContext, Generator, Wait, worker_rng
+from harness.generator_core import GenContext, Generator, Wait, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
 from harness.stop import from_signal
 from harness.stuck import (
