@@ -16,7 +16,8 @@ from collections import Counter
 from typing import Any
 
 from checkers.base import Result
-from harness.generator import GenContext, from_fn, stagger
+from harness.generator import from_fn, stagger
+from harness.generator_core import GenContext
 from harness.history import Op
 from workloads.base import UniqueValues, Workload, checked
 

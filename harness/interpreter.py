@@ -13,17 +13,20 @@ Per op the hot path (``_worker``) does one generator call, one client await and 
 history appends (JSON encoding and a flush per line: about half of the CPU an op
 costs). The ``op_timeout`` backstop is a watchdog sweeping every worker's op in flight
 ten times per ``op_timeout``, rather than a timer per op (``asyncio.timeout`` alone
-cost a quarter of an op).
+cost a quarter of an op): ``harness.inflight``. Clients are opened, called off the hot
+path and closed by a ``harness.client_pool``.
 
 The interpreter's timeout is final: any completion other than ``ok`` of an op that ran
 past ``op_timeout`` is recorded as ``info`` "timeout", whatever the client claimed (a
 client that turns the watchdog's cancellation into ``fail`` cannot know the request did
 not land). Client code that will not give control back cannot hold the run: workers
 still busy at the hard deadline (time limit + ``op_timeout`` + a grace period) are
-abandoned with their op recorded as ``info``, and a client call that blocks the event
-loop is interrupted by a ``StallGuard`` (see ``harness.stuck`` for both mechanisms).
+abandoned with their op recorded as ``info`` (``harness.inflight``), and a client call
+that blocks the event loop is interrupted by a ``StallGuard`` (see ``harness.stuck``
+for both mechanisms).
 A client raising any ``BaseException`` (``SystemExit`` included) gets an ``info``, as for
-any other exception; only cancellation and ``KeyboardInterrupt`` end the run.
+any other exception; only cancellation and a signal's ``KeyboardInterrupt`` end the run
+(one the client raised itself is its crash: ``harness.stop.from_signal``).
 """
 
 from __future__ import annotations
@@ -32,20 +35,18 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from harness.client import Client
-from harness.generator import GenContext, Generator, Wait, worker_rng
+from harness.client_pool import ClientPool, error_text
+from harness.generator_core import GenContext, Generator, Wait, worker_rng
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryWriter, Op
+from harness.inflight import Crew, InFlight, timed_out
+from harness.stop import from_signal
 from harness.stuck import (
     GRACE,
-    INTERRUPT_GRACE,
-    ClientFailed,
     LoopBlocked,
     StallGuard,
-    abandon,
-    bounded,
     run_loop,
 )
 
@@ -58,26 +59,6 @@ T = TypeVar("T")
 _COMPLETIONS = frozenset((OK, FAIL, INFO))
 _NO_SUSPENSION = 50e-6
 """Seconds: an op that took less did not wait for I/O (uvloop's clock has 1 ms steps)."""
-_OPEN_BACKOFF = (0.05, 1.0)
-"""First and longest wait before retrying a client that could not be opened."""
-
-
-@dataclass(slots=True)
-class _InFlight:
-    """One worker's op in flight, as the watchdog sees it."""
-
-    since: float | None = None
-    """``time.monotonic()`` at which the op was invoked; None between ops. (Not the
-    loop's clock: uvloop's stands still while a callback blocks the loop.)"""
-    op: Op | None = None
-    """The invocation in flight, for the run to complete if it abandons the worker."""
-    expired: bool = False
-    """The watchdog cancelled the worker because of this op."""
-    stopped: str | None = None
-    """Why the run cancelled this worker (``interrupted``, or ``timeout`` at the hard
-    deadline): the error its op in flight gets."""
-    abandoned: bool = False
-    """The run gave up on this worker and recorded its op: it must record nothing."""
 
 
 def run_async(main: Coroutine[Any, Any, T]) -> T:
@@ -89,22 +70,6 @@ def run_async(main: Coroutine[Any, Any, T]) -> T:
     except ImportError:
         return run_loop(main, asyncio.new_event_loop)
     return run_loop(main, uvloop.new_event_loop)
-
-
-def _timed_out(invoke: Op, completion: Op) -> Op:
-    """The completion of an op that ran past its timeout and did not end ``ok``: it may
-    still land, whatever the client said, so it is ``info``; the client's word is kept."""
-    if completion.type == INFO and completion.error == "timeout":
-        return completion
-    said = completion.type + (f": {completion.error}" if completion.error else "")
-    return invoke.info("timeout", client_said=said)
-
-
-def _error_text(e: BaseException) -> str:
-    if isinstance(e, ClientFailed):
-        e = e.original
-    text = str(e)
-    return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
 class Interpreter:
@@ -119,17 +84,14 @@ class Interpreter:
             raise ValueError("concurrency must be at least 1")
         self.test = test
         self.history = history
-        self.open_client = open_client
         self.nodes = list(nodes)
         self.concurrency = concurrency
         self.op_timeout = op_timeout
-        self._clients: set[Client] = set()
+        self._clients = ClientPool(open_client, op_timeout, test.log)
         self._max_process = concurrency - 1
-        self._slots: dict[asyncio.Task[None], _InFlight] = {}
-        """Each worker's op in flight, by task: the stall guard asks who is running."""
+        self._crew: Crew | None = None
+        """The workers of the run under way: the stall guard asks who is running."""
         self._guard = StallGuard(op_timeout, self._in_client)
-        self._calls: set[asyncio.Task[Any]] = set()
-        """Client calls running as tasks of their own (``harness.stuck.bounded``)."""
 
     async def run(
         self, generator: Generator, *, time_limit: float, seed: int,
@@ -161,18 +123,19 @@ class Interpreter:
         deadline = start + time_limit
         stop_at = time.monotonic() + time_limit  # the same, on a clock that never lags
         interval = None if rate is None else self.concurrency / rate
-        slots = [_InFlight() for _ in range(self.concurrency)]
+        slots = [InFlight() for _ in range(self.concurrency)]
         workers = [asyncio.ensure_future(self._worker(
             worker, slots[worker], generator, seed, start, deadline, stop_at, interval))
             for worker in range(self.concurrency)]
-        self._slots = dict(zip(workers, slots))
+        self._crew = crew = Crew(dict(zip(workers, slots)), self.history, self.op_timeout,
+                                 self.test.log)
         faults = (asyncio.ensure_future(self._run_schedule(nemesis, schedule, deadline))
                   if nemesis is not None else None)
-        watchdog = asyncio.ensure_future(self._watchdog(slots, workers))
+        watchdog = asyncio.ensure_future(crew.watchdog())
         try:
             async with self._guard:
                 try:
-                    await self._await_workers(workers, deadline + self.op_timeout + GRACE)
+                    await crew.wait(deadline + self.op_timeout + GRACE)
                 except BaseException:
                     if faults is not None:  # a fault in progress finishes (nemesis_op)
                         faults.cancel()
@@ -183,63 +146,17 @@ class Interpreter:
                 if faults is not None:
                     await faults
         finally:
-            self._slots = {}
-
-    async def _await_workers(self, workers: list[asyncio.Task[None]], hard: float) -> None:
-        """Waits for the workers until the loop time ``hard``, then abandons the rest.
-
-        The first worker to fail stops the others and its error is raised (a bug in a
-        generator: a UsageError stays a UsageError). On cancellation the workers are
-        cancelled, given ``INTERRUPT_GRACE`` seconds, and the rest abandoned.
-        """
-        loop = asyncio.get_running_loop()
-        pending = set(workers)
-        try:
-            while pending and (left := hard - loop.time()) > 0:
-                done, pending = await asyncio.wait(
-                    pending, timeout=left, return_when=asyncio.FIRST_EXCEPTION)
-                failed = [t for t in done if not t.cancelled() and t.exception()]
-                if failed:
-                    await self._stop(pending, "interrupted")
-                    error = failed[0].exception()
-                    assert error is not None
-                    raise error
-        except asyncio.CancelledError:
-            await self._stop(pending, "interrupted")
-            raise
-        if pending:
-            self.test.log.warning(
-                "%d client(s) still busy %g s after the time limit: abandoned, their ops "
-                "recorded as info", len(pending), self.op_timeout + GRACE)
-            await self._stop(pending, "timeout")
-
-    async def _stop(self, workers: set[asyncio.Task[None]], error: str) -> None:
-        """Cancels ``workers`` and waits a little for them; records the op of each one
-        still running as ``info`` ``error`` and abandons it."""
-        for task in workers:
-            self._slots[task].stopped = error
-            task.cancel()
-        if workers:
-            _, stuck = await asyncio.wait(workers, timeout=INTERRUPT_GRACE)
-            for task in stuck:
-                slot = self._slots[task]
-                if slot.op is not None and not slot.abandoned:
-                    self.history.append(slot.op.info(
-                        error, node=slot.op.extra.get("node"),
-                        stuck="the client ignored its cancellation"))
-                slot.abandoned = True
-                abandon(task)
+            self._crew = None
 
     def _in_client(self) -> bool:
         """Whether the task running now is in a client call (asked by the stall guard)."""
         task = asyncio.current_task()
         if task is None:
             return False
-        slot = self._slots.get(task)
-        return (slot is not None and slot.since is not None) or task in self._calls
+        return (self._crew is not None and self._crew.in_op(task)) or self._clients.in_call(task)
 
     async def _worker(
-        self, worker: int, slot: _InFlight, generator: Generator, seed: int,
+        self, worker: int, slot: InFlight, generator: Generator, seed: int,
         start: float, deadline: float, stop_at: float, interval: float | None,
     ) -> None:
         """One worker's loop. ``deadline`` is in the loop's time; ``stop_at`` is the same
@@ -278,7 +195,7 @@ class Interpreter:
                 if now >= deadline or monotonic() >= stop_at:
                     return
                 if client is None:
-                    client = await self._open(node, deadline)
+                    client = await self._clients.open_by(node, deadline)
                     if client is None or monotonic() >= stop_at:
                         return
                     now = loop.time()
@@ -306,14 +223,17 @@ class Interpreter:
                             append(invoke.info(slot.stopped or "interrupted", node=node))
                         raise
                     completion = invoke.info("timeout")
-                except (KeyboardInterrupt, GeneratorExit):
-                    if not slot.abandoned:
-                        append(invoke.info("interrupted", node=node))
-                    raise
+                except (KeyboardInterrupt, GeneratorExit) as e:
+                    if isinstance(e, KeyboardInterrupt) and not from_signal(e):
+                        completion = invoke.info(error_text(e))  # the client's own
+                    else:
+                        if not slot.abandoned:
+                            append(invoke.info("interrupted", node=node))
+                        raise
                 except LoopBlocked:
                     completion = invoke.info("timeout", stuck="the client blocked the loop")
                 except BaseException as e:  # noqa: B036 - SystemExit from a client too
-                    completion = invoke.info(_error_text(e))
+                    completion = invoke.info(error_text(e))
                 slot.since = slot.op = None
                 if slot.abandoned:  # the run recorded this op already and went on
                     return
@@ -321,9 +241,9 @@ class Interpreter:
                     slot.expired = False
                     task.uncancel()
                     if completion.type != OK:
-                        completion = _timed_out(invoke, completion)
+                        completion = timed_out(invoke, completion)
                 elif completion.type != OK and monotonic() - began >= self.op_timeout:
-                    completion = _timed_out(invoke, completion)
+                    completion = timed_out(invoke, completion)
                 completion.process = process
                 completion.extra["node"] = node
                 append(completion)
@@ -333,57 +253,13 @@ class Interpreter:
                     process += concurrency
                     if process > self._max_process:
                         self._max_process = process
-                    await self._close(client)
+                    await self._clients.close(client)
                     client = None
                 if interval is not None:
                     next_at = max(next_at, now) + stagger(0, 2 * interval)
         finally:
             if client is not None and not slot.abandoned:  # the run closes those
-                await self._close(client)
-
-    async def _watchdog(self, slots: list[_InFlight], workers: list[asyncio.Task]) -> None:
-        """Cancels every worker whose op has been in flight for ``op_timeout``.
-
-        One sweep every tenth of ``op_timeout`` costs far less than a timer per op; the
-        worker tells this cancellation from the run's end by its slot's ``expired`` and
-        ``stopped`` fields.
-        """
-        while True:
-            await asyncio.sleep(self.op_timeout / 10)
-            overdue = time.monotonic() - self.op_timeout
-            for slot, worker in zip(slots, workers):
-                if slot.since is not None and slot.since <= overdue and not slot.expired:
-                    slot.expired = True
-                    worker.cancel()
-
-    async def _open(self, node: str, deadline: float) -> Client | None:
-        """Opens a client, retrying with backoff; None if ``deadline`` passes first.
-
-        Each attempt is bounded by ``op_timeout``: a node that accepts connections but
-        never answers must not keep the run going past its time limit.
-        """
-        loop = asyncio.get_running_loop()
-        backoff, longest = _OPEN_BACKOFF
-        while True:
-            try:
-                client = await bounded(self._calls, self.op_timeout, self.open_client(node))
-            except Exception as e:
-                self.test.log.debug("cannot open a client to %s: %s", node, _error_text(e))
-                if loop.time() + backoff >= deadline:
-                    return None
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, longest)
-            else:
-                self._clients.add(client)
-                return client
-
-    async def _close(self, client: Client) -> None:
-        """Closes a client, never letting a broken one stop the run."""
-        self._clients.discard(client)
-        try:
-            await bounded(self._calls, self.op_timeout, client.close())
-        except Exception as e:
-            self.test.log.debug("closing a client failed: %s", _error_text(e))
+                await self._clients.close(client)
 
     async def _run_schedule(
         self, nemesis: Nemesis, schedule: Iterable[tuple[float, Op]], deadline: float,
@@ -424,7 +300,7 @@ class Interpreter:
             self.history.append(op.info("interrupted"))
             raise
         except Exception as e:
-            completion = op.info(_error_text(e))
+            completion = op.info(error_text(e))
         self.history.append(completion)
         if cancelled:
             raise asyncio.CancelledError
@@ -462,11 +338,9 @@ class Interpreter:
                 self.history.append(invoke)
                 if client is None:
                     try:
-                        client = await bounded(self._calls, self.op_timeout, self.open_client(node))
+                        client = await self._clients.open(node)
                     except Exception as e:
-                        completion = invoke.fail(f"cannot open a client: {_error_text(e)}")
-                    else:
-                        self._clients.add(client)
+                        completion = invoke.fail(f"cannot open a client: {error_text(e)}")
                 if client is not None:
                     completion = await self._invoke(client, invoke)
                 completion.process = process
@@ -476,22 +350,21 @@ class Interpreter:
                     break
                 if completion.type == INFO and client is not None:
                     process = self._fresh_process()
-                    await self._close(client)
+                    await self._clients.close(client)
                     client = None
             return completion
         finally:
             if client is not None:
-                await self._close(client)
+                await self._clients.close(client)
 
     async def _invoke(self, client: Client, invoke: Op) -> Op:
         """The client's completion of ``invoke``; ``info`` on timeout or exception."""
         try:
-            completion = await bounded(self._calls, self.op_timeout,
-                                       client.invoke(self.test, invoke))
+            completion = await self._clients.call(client.invoke(self.test, invoke))
         except TimeoutError:
             return invoke.info("timeout")
         except Exception as e:
-            return invoke.info(_error_text(e))
+            return invoke.info(error_text(e))
         if type(completion) is not Op or completion.type not in _COMPLETIONS:
             return invoke.info(f"client returned {completion!r}")
         return completion
@@ -503,5 +376,4 @@ class Interpreter:
     async def close(self) -> None:
         """Closes every client still open (those of abandoned workers included)."""
         async with self._guard:
-            for client in list(self._clients):
-                await self._close(client)
+            await self._clients.close_all()

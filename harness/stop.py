@@ -18,6 +18,10 @@ stop. That request is never lost and never costs what must not be skipped:
 The first signal in a phase acts at most once: after it, the work unwinds to its
 ``finally`` blocks without a second KeyboardInterrupt cutting them short.
 
+The KeyboardInterrupt a signal causes is a ``SignalInterrupt``, so that code running
+other people's code (the interpreter, around a client) can tell it from a
+KeyboardInterrupt that code raised itself, which is that code's crash (``from_signal``).
+
 ``STOP`` is the process's one instance; the command line installs it first thing.
 """
 
@@ -41,6 +45,25 @@ T = TypeVar("T")
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 FORCE_AFTER = 3
 """The signal that exits at once, even in the middle of a teardown."""
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """The KeyboardInterrupt raised for a signal by a ``StopRequests``."""
+
+
+def from_signal(error: KeyboardInterrupt) -> bool:
+    """Whether ``error`` may come from a signal rather than from the code that raised it.
+
+    Under a ``StopRequests``'s handler a signal's is a ``SignalInterrupt``, and inside
+    the event loop a signal raises nothing at all (it cancels the main task). Under any
+    other handler (Python's default raises a plain KeyboardInterrupt on Ctrl-C) the two
+    cannot be told apart, and the error is taken as a signal's: ending a run that a
+    client's own KeyboardInterrupt crashed is better than a run that ignores Ctrl-C.
+    """
+    if isinstance(error, SignalInterrupt):
+        return True
+    handler = signal.getsignal(signal.SIGINT)
+    return not isinstance(getattr(handler, "__self__", None), StopRequests)
 
 
 def _say(line: str) -> None:
@@ -160,13 +183,13 @@ class StopRequests:
             else:
                 task.get_loop().call_soon_threadsafe(task.cancel)
             return
-        raise KeyboardInterrupt
+        raise SignalInterrupt
 
     @contextmanager
     def event_loop(self) -> Iterator[None]:
         """Wraps running an event loop whose main coroutine is ``cancelling(...)``: a
         signal cancels that task instead of raising inside the loop, and the block ends
-        with KeyboardInterrupt as it would outside a loop."""
+        with a ``SignalInterrupt`` as it would outside a loop."""
         import asyncio
 
         self._in_loop, self._missed = True, False
@@ -175,11 +198,11 @@ class StopRequests:
         except asyncio.CancelledError:
             if not self.signals:
                 raise
-            raise KeyboardInterrupt from None
+            raise SignalInterrupt from None
         finally:
             self._in_loop = False
         if self._missed:
-            raise KeyboardInterrupt
+            raise SignalInterrupt
 
     async def cancelling(self, main: Coroutine[Any, Any, T]) -> T:
         """Runs ``main`` as the task a signal cancels."""

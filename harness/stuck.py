@@ -39,6 +39,8 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar, cast
 
+from harness.stop import from_signal
+
 T = TypeVar("T")
 
 log = logging.getLogger("splitbrain")
@@ -107,11 +109,16 @@ async def bounded(running: set[asyncio.Task[Any]], timeout: float, call: Awaitab
 
 
 async def _caught(call: Awaitable[T]) -> tuple[bool, T | BaseException]:
-    """``(True, result)``, or ``(False, what it raised)`` for anything but the run's end."""
+    """``(True, result)``, or ``(False, what it raised)`` for anything but the run's end
+    (a KeyboardInterrupt the client raised itself is its outcome, a signal's is not)."""
     try:
         return True, await call
-    except (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit):
+    except (asyncio.CancelledError, GeneratorExit):
         raise
+    except KeyboardInterrupt as e:
+        if from_signal(e):
+            raise
+        return False, e
     except BaseException as e:  # noqa: B036 - a client's SystemExit is its op's outcome
         return False, e
 

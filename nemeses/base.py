@@ -22,7 +22,7 @@ from harness.history import Op
 
 if TYPE_CHECKING:
     from harness.context import Test
-    from harness.generator import Generator
+    from harness.generator_core import Generator
 
 
 @runtime_checkable

@@ -24,16 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from harness.generator import (
-    GenContext,
-    Generator,
-    Step,
-    Wait,
-    constant,
-    once,
-    phases,
-    repeat,
-)
+from harness.generator import constant, once, phases, repeat
+from harness.generator_core import GenContext, Generator, Step, Wait
 from harness.history import INVOKE, Op
 from nemeses.partition import PartitionNemesis, complete_grudge
 from nemeses.process import KILL, ProcessNemesis

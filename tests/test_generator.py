@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.generator import GenContext, constant, from_fn, mix, worker_rng
+from harness.generator import constant, from_fn, mix
+from harness.generator_core import GenContext, worker_rng
 
 
 def _draw(gen, seed, worker, n=200):

@@ -20,11 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.generator import (
-    GenContext,
-    Generator,
-    Wait,
     constant,
-    deliver,
     each_thread,
     from_fn,
     limit,
@@ -37,8 +33,8 @@ from harness.generator import (
     then,
     time_limit,
     until_ok,
-    worker_rng,
 )
+from harness.generator_core import GenContext, Generator, Wait, deliver, worker_rng
 from harness.history import INVOKE, Op
 
 Outcome = Callable[[int, tuple[str, Any], int], str]

@@ -20,7 +20,7 @@ import asyncpg
 import pytest
 import redis.asyncio
 
-from harness.generator import GenContext, worker_rng
+from harness.generator_core import GenContext, worker_rng
 from harness.history import FAIL, INFO, INVOKE, OK, Op
 from harness.pairing import clients_of
 from harness.systems.etcd_counter import EtcdOptions, EtcdSystem

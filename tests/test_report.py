@@ -11,9 +11,10 @@ from pathlib import Path
 from checkers import linearizable
 from checkers.models import Counter
 from harness.history import NEMESIS, HistoryWriter, Op, read_jsonl
-from harness.report import _counterexample, reproduce_command, write_report
+from harness.report import write_report
 from harness.report_charts import COLOURS, latency_chart, slices, throughput_chart
 from harness.report_history import summarize
+from harness.report_view import _counterexample, reproduce_command
 
 S = 1_000_000_000  # ns per second
 

@@ -25,7 +25,7 @@ from harness.generator import constant, mix
 from harness.history import HistoryWriter, pairs, read_jsonl
 from harness.interpreter import Interpreter, run_async
 from harness.stop import StopRequests
-from tests.misbehaving import MisbehavingClient
+from tests.misbehaving import InterruptingCounter, MisbehavingClient
 
 pytestmark = pytest.mark.timeout(60, method="thread")  # a hang must fail, not stall CI
 
@@ -113,6 +113,42 @@ def test_system_exit_in_a_final_op_is_info_too(tmp_path):
     assert (done.type, done.error) == ("info", "SystemExit: 3")
 
 
+def test_a_keyboard_interrupt_raised_by_a_client_is_its_crash_not_ctrl_c(tmp_path):
+    """No signal comes: the client's own KeyboardInterrupt gets its op an ``info`` and
+    the run goes on, under the signal handling the runner uses."""
+    counter = InterruptingCounter()
+    history = HistoryWriter(tmp_path / "history.jsonl")
+    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
+    interp = Interpreter(test, history, lambda node: counter.open_client(test, node),
+                         ["n1"], 2, op_timeout=OP_TIMEOUT)
+    stop = StopRequests()
+    with stop.installed(), stop.event_loop():
+        timed_run(interp, mix([(3, constant("add", 1)), (1, constant("read", None))]),
+                  time_limit=0.3)
+    assert not stop.signals
+    ps = completions(history)
+    [crashed] = [p for p in ps if p.type == "info"]
+    assert (crashed.invoke.f, crashed.completion.error) == (
+        "add", "KeyboardInterrupt: raised by the client")
+    oks = [p for p in ps if p.type == "ok" and p.invoke.f == "add"]
+    assert len(oks) > 10 and ps[-1].completion.value == len(oks) == counter.value
+
+
+def test_a_keyboard_interrupt_raised_in_a_final_op_is_info(tmp_path):
+    counter = InterruptingCounter()
+    history = HistoryWriter(tmp_path / "history.jsonl")
+    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
+    interp = Interpreter(test, history, lambda node: counter.open_client(test, node),
+                         ["n1"], 1, op_timeout=OP_TIMEOUT)
+    stop = StopRequests()
+    with stop.installed(), stop.event_loop():
+        done = run_async(interp.final_ops([("n1", "add", 1)], attempts=2, retry_delay=0))
+    history.close()
+    first = [op.error for op in read_jsonl(history.path) if op.type == "info"]
+    assert first == ["KeyboardInterrupt: raised by the client"]
+    assert [op.type for op in done] == ["ok"]
+
+
 @pytest.mark.parametrize("way", ["swallow", "block"])
 def test_ctrl_c_ends_a_run_held_by_a_stuck_client(tmp_path, way):
     """A real SIGINT, handled as the runner handles it, while the client holds the run."""
@@ -172,6 +208,21 @@ def test_a_client_raising_system_exit_is_recorded_and_the_run_reaches_a_verdict(
     assert r.returncode == 2, r.stderr
     assert results["stats"]["by_f"]["add"]["info"] > 0
     assert "SystemExit: 3" in results["stats"]["summary"]
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_a_client_raising_keyboard_interrupt_is_not_taken_for_ctrl_c(tmp_path):
+    """The run is not "interrupted ()": the op is info, the run ends with a verdict
+    (VALID: the add that crashed never applied), exit 0 rather than the interrupt's 2."""
+    r, _, results = splitbrain_run(tmp_path, "interrupting", time_limit=1)
+    assert r.returncode == 0, r.stderr
+    assert "interrupted" not in r.stderr and "Traceback" not in r.stderr
+    assert results["valid"] is True and "interrupted" not in results
+    crashed = [op for op in read_jsonl(tmp_path / "store" / "latest" / "history.jsonl")
+               if op.type == "info"]
+    assert [(op.f, op.error) for op in crashed] == [
+        ("add", "KeyboardInterrupt: raised by the client")]
 
 
 @pytest.mark.slow

@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 
 from harness.errors import UsageError
-from harness.generator import GenContext, worker_rng
+from harness.generator_core import GenContext, worker_rng
 from harness.history import FAIL, INFO, INVOKE, OK, Op
 from harness.pairing import client_factory, clients_of, matrix
 from harness.registry import load_workload

@@ -16,7 +16,7 @@ from typing import Any
 
 from checkers.base import Checker, Compose
 from checkers.stats import StatsChecker
-from harness.generator import Generator
+from harness.generator_core import Generator
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ from typing import Any
 from checkers.base import Result
 from checkers.linearizable import Linearizable
 from checkers.models import KV
-from harness.generator import GenContext, Generator, Step, deliver, from_fn, reset_worker
+from harness.generator import from_fn
+from harness.generator_core import GenContext, Generator, Step, deliver, reset_worker
 from harness.history import INVOKE, NEMESIS, Op
 from workloads.base import UniqueValues, Workload, checked
 from workloads.register import OPERATIONS, register_op

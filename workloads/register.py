@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from checkers.linearizable import Linearizable
 from checkers.models import CasRegister
-from harness.generator import GenContext, OpSpec, from_fn
+from harness.generator import from_fn
+from harness.generator_core import GenContext, OpSpec
 from workloads.base import UniqueValues, Workload, checked
 
 OPERATIONS = frozenset({"read", "write", "cas"})

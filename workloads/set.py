@@ -10,7 +10,8 @@ unexpected and stale elements, and visibility latencies.
 from __future__ import annotations
 
 from checkers.set_full import SetFull
-from harness.generator import GenContext, OpSpec, constant, from_fn, mix
+from harness.generator import constant, from_fn, mix
+from harness.generator_core import GenContext, OpSpec
 from workloads.base import UniqueValues, Workload, checked
 
 OPERATIONS = frozenset({"add", "read"})
