@@ -118,8 +118,9 @@ class PrimaryNemesis:
     """Partitions and kills aimed at the nodes that lead: ``start-partition`` with value
     ``PRIMARIES`` cuts the current primaries (``Primaries.primaries``) off from the rest
     and remembers them; ``kill`` with value ``ISOLATED`` kills those. When no node
-    claims to lead (an election in progress), one node drawn from the rng stands in.
-    Other values go through unchanged."""
+    claims to lead (an election in progress), one node drawn from the rng stands in; the
+    completion's ``extra["primaries"]`` says which nodes claimed to lead (none: a
+    stand-in was cut). Other values go through unchanged."""
 
     def __init__(self, test: Test, db: Any, rng: random.Random, nodes: Sequence[str]) -> None:
         self.db = db
@@ -138,6 +139,7 @@ class PrimaryNemesis:
     def invoke(self, test: Test, op: Op) -> Op:
         with self._lock:
             value = op.value
+            leaders: list[str] | None = None
             if op.f == "start-partition" and value == PRIMARIES:
                 leaders = sorted(set(self.db.primaries(test)) & set(self.nodes))
                 self.isolated = leaders or [self.rng.choice(self.nodes)]
@@ -146,7 +148,10 @@ class PrimaryNemesis:
             elif op.f == "kill" and value == ISOLATED:
                 value = list(self.isolated)
             target = self.partition if op.f in self.partition.fs else self.kill
-            return target.invoke(test, Op(op.type, op.f, value, op.process, extra=op.extra))
+            done = target.invoke(test, Op(op.type, op.f, value, op.process, extra=op.extra))
+            if leaders is not None:  # the history says whether a leader was cut, or a stand-in
+                done.extra["primaries"] = leaders
+            return done
 
     def teardown(self, test: Test) -> None:
         """The network first, so restarted nodes can rejoin."""

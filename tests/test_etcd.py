@@ -169,12 +169,18 @@ def test_isolate_kill_primary_cuts_off_and_kills_the_leader(tmp_path):
             if op.process == "nemesis" and op.type == "info"]
     fs = [op.f for op in done]
     assert fs[:2] == ["start-partition", "kill"], fs
+    led = 0
     for cut, kill in ((a, b) for a, b in zip(done, done[1:])
                       if (a.f, b.f) == ("start-partition", "kill")):
         isolated = sorted(n for n, drops in cut.value.items() if len(drops) == 2)
         assert len(isolated) == 1 and kill.value == isolated, (cut.value, kill.value)
+        if not cut.extra["primaries"]:
+            continue  # no member claimed to lead (an election): a stand-in was cut
+        led += 1
+        assert cut.extra["primaries"] == isolated, (cut.extra, isolated)
         log = (run_dir / "nodes" / isolated[0] / "etcd.log").read_text(errors="replace")
         assert "became leader" in log, isolated
+    assert led, "no cycle found a leader to cut"
     # This run's members are gone (other runs on the machine may have their own).
     token = f"splitbrain-{run_dir.name}"
     assert token not in machine_state()["procs"]

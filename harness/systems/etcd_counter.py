@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import http.client
 import json
+import time
 import urllib.request
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
@@ -45,6 +46,9 @@ CAS_ATTEMPTS = 20
 STATUS_TIMEOUT = 1.0
 """Seconds ``primaries`` waits for a member's status: a fault must not stall on a paused
 member, and a live one answers from memory in milliseconds."""
+STATUS_ROUNDS = 3
+"""Times ``primaries`` asks every member while none claims to lead (an election, or
+answers slowed by a loaded machine), half ``STATUS_TIMEOUT`` apart."""
 
 
 class EtcdOptions(Options):
@@ -114,8 +118,9 @@ class EtcdDB(DaemonDB):
         what is known, never a guess: a member that does not answer within
         ``STATUS_TIMEOUT`` (killed, paused) is left out, two members are both listed while
         an old leader cut off from its quorum has not yet stepped down, and the list is
-        empty during an election or when no member answers. On an empty list
-        ``isolate-kill-primary`` cuts off one node drawn from its rng instead
+        empty when no member answers, or during an election that outlasts
+        ``STATUS_ROUNDS`` rounds of asking (an election takes about a second). On an empty
+        list ``isolate-kill-primary`` cuts off one node drawn from its rng instead
         (``nemeses.schedule.PrimaryNemesis``) and ``kill`` draws its usual targets."""
         leading: list[str] = []
 
@@ -125,7 +130,12 @@ class EtcdDB(DaemonDB):
             if isinstance(status, dict) and _leads(status):
                 leading.append(node)
 
-        on_each_node(self.nodes(test), ask)
+        for attempt in range(STATUS_ROUNDS):
+            if attempt:
+                time.sleep(STATUS_TIMEOUT / 2)
+            on_each_node(self.nodes(test), ask)
+            if leading:
+                break
         return sorted(leading)
 
     def _url(self, test: Test, node: str, path: str) -> str:
