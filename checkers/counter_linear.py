@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from checkers.counterexample import Counterexample, OpView
-from checkers.search import gc_paused
 from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op, completions
+from harness.reading import gc_paused
 
 ANALYZER = "counter-edf"
 

@@ -25,7 +25,6 @@ from harness.errors import UsageError
 from harness.formats import detect_file_format, op_lines, read_history
 from harness.history import NEMESIS, HistoryError, Op, iter_records
 from harness.reading import BudgetExceeded
-from harness.registry import load_factory
 
 # Porcupine's key-value model starts every key at the empty string, so a get of a key
 # never written returns "" there; without this a user would have to know to say so.
@@ -83,7 +82,8 @@ def _proved_streaming(path: Path, fmt: str, model: Model,
         return None   # (an ill-typed initial state is check_fit's to explain)
     started = time.monotonic()
     try:   # (an ill-typed read or delta is no proof either: the full path names it)
-        unit = prove_unit_counter(iter_records(path, limits=budget), model.initial)
+        unit = prove_unit_counter(iter_records(path, limits=budget, plain=False),
+                                  model.initial)
     except HistoryError:
         return None
     if unit is None:
@@ -146,6 +146,8 @@ def build_model(name: str, initial: Any = None) -> Model:
     if name in MODELS:
         factory: Any = MODELS[name]
     elif ":" in name:
+        from harness.registry import load_factory  # (pydantic, asyncio: a user's model only)
+
         factory = load_factory("model", name, {})
     else:
         raise UsageError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))}; "
