@@ -197,10 +197,13 @@ class _Batches:
             if type(obj) is dict else []
         if not new or len(self.optional) + len(new) > MAX_OPTIONAL:
             return False
+        names = [(f"x{i}", k) for i, k in enumerate(self.optional + new)]
+        try:   # (msgspec refuses names with a quote, a backslash or a control character)
+            cls = msgspec.defstruct("Record", [(a, Any, UNSET) for a, _ in names],
+                                    bases=(Record,), rename=dict(names))
+        except (ValueError, TypeError):
+            return False
         self.optional += new
-        names = [(f"x{i}", k) for i, k in enumerate(self.optional)]
-        cls = msgspec.defstruct("Record", [(a, Any, UNSET) for a, _ in names],
-                                bases=(Record,), rename=dict(names))
         _OPTIONAL[cls] = tuple(names)
         self._decode = msgspec.json.Decoder(cls).decode_lines  # type: ignore[assignment]
         return True
