@@ -17,12 +17,14 @@ our recorder's habits, each a ``--shape``:
 
 The simulated counter is linearizable (each op takes effect at a random moment inside
 its interval) except in ``lost``. Then, with ``--measure``, it times in subprocesses,
-``--repeat`` times each, ``splitbrain check FILE --model counter`` and a bare stdlib
-``json.loads`` loop over the same file, started the same way (``python -c``), and prints
-the best and the median of wall seconds, child CPU seconds (``RUSAGE_CHILDREN``) and
-peak resident MB (the child's ``VmHWM``), with ratios to the loop.
+``--repeat`` times each, ``splitbrain check FILE --model counter`` (with each checkout
+of ``--repo``, to compare) and a bare stdlib ``json.loads`` loop over the same file,
+started the same way (``python -c``), and prints the best and the median of wall
+seconds, child CPU seconds (``RUSAGE_CHILDREN``) and peak resident MB (the child's
+``VmHWM``), with ratios to the loop. ``--file`` adds histories made elsewhere.
 
     python bench/foreign_histories.py [--shape spaces ...] [--ops 1000000] [--measure]
+        [--repeat 3] [--repo DIR ...] [--file HISTORY ...]
 """
 
 from __future__ import annotations
@@ -174,12 +176,13 @@ main()
 """
 
 
-def timed(args: list[str]) -> tuple[int, float, float, float]:
-    """Exit code, wall s, child CPU s (``RUSAGE_CHILDREN``), peak MB of ``python ARGS``."""
+def timed(args: list[str], repo: Path = REPO) -> tuple[int, float, float, float]:
+    """Exit code, wall s, child CPU s (``RUSAGE_CHILDREN``), peak MB of ``python ARGS``
+    run with ``repo``'s splitbrain."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     p = subprocess.run([sys.executable, *args], capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(REPO)}, cwd=REPO)
+                       env={**os.environ, "PYTHONPATH": str(repo)}, cwd=repo)
     wall = time.perf_counter() - began
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
@@ -188,31 +191,31 @@ def timed(args: list[str]) -> tuple[int, float, float, float]:
     return p.returncode, wall, cpu, peak
 
 
-def measure(path: Path, repeat: int, say: Callable[[str], None]) -> dict[str, Any]:
+def measure(path: Path, repeat: int, repos: list[Path], say: Callable[[str], None]) -> None:
+    """``repeat`` rounds, each the loop then ``check`` with each of ``repos``
+    (interleaved, so that a burst of load from others hits all alike); prints the best
+    and the median of each, and their ratios."""
     loop: list[tuple[float, float]] = []
-    check: list[tuple[float, float, float]] = []
-    codes = set()
-    for _ in range(repeat):   # interleaved, so a burst of load hits both alike
+    check: dict[Path, list[tuple[float, float, float]]] = {r: [] for r in repos}
+    codes: dict[Path, set[int]] = {r: set() for r in repos}
+    for _ in range(repeat):
         _, w, c, _ = timed(["-c", LOOP, str(path)])
         loop.append((w, c))
-        code, w, c, peak = timed(["-c", CHECK, "check", str(path), "--model", "counter"])
-        check.append((w, c, peak))
-        codes.add(code)
+        for repo in repos:
+            code, w, c, peak = timed(["-c", CHECK, "check", str(path), "--model", "counter"],
+                                     repo)
+            check[repo].append((w, c, peak))
+            codes[repo].add(code)
     lw, lc = [x[0] for x in loop], [x[1] for x in loop]
-    cw, cc, cp = ([x[i] for x in check] for i in range(3))
-    out = {"exit": sorted(codes), "loop_wall": (min(lw), statistics.median(lw)),
-           "loop_cpu": (min(lc), statistics.median(lc)),
-           "check_wall": (min(cw), statistics.median(cw)),
-           "check_cpu": (min(cc), statistics.median(cc)), "peak_mb": max(cp)}
-    say(f"  loop  wall best {min(lw):.2f} s median {statistics.median(lw):.2f} s; "
-        f"CPU best {min(lc):.2f} s median {statistics.median(lc):.2f} s")
-    say(f"  check wall best {min(cw):.2f} s median {statistics.median(cw):.2f} s; "
-        f"CPU best {min(cc):.2f} s median {statistics.median(cc):.2f} s; "
-        f"peak {max(cp):.0f} MB; exit {sorted(codes)}")
-    say(f"  ratio (best/best) wall {min(cw) / min(lw):.2f}x, CPU {min(cc) / min(lc):.2f}x; "
-        f"(median/median) wall {statistics.median(cw) / statistics.median(lw):.2f}x, "
-        f"CPU {statistics.median(cc) / statistics.median(lc):.2f}x")
-    return out
+    med = statistics.median
+    say(f"  json.loads loop: wall best {min(lw):.2f} s median {med(lw):.2f} s; "
+        f"CPU best {min(lc):.2f} s median {med(lc):.2f} s")
+    for repo in repos:
+        cw, cc, cp = ([x[i] for x in check[repo]] for i in range(3))
+        say(f"  check ({repo}): exit {sorted(codes[repo])}, peak {max(cp):.0f} MB; "
+            f"wall best {min(cw):.2f} s = {min(cw) / min(lw):.2f}x, median {med(cw):.2f} s "
+            f"= {med(cw) / med(lw):.2f}x; CPU best {min(cc):.2f} s = "
+            f"{min(cc) / min(lc):.2f}x, median {med(cc):.2f} s = {med(cc) / med(lc):.2f}x")
 
 
 def main() -> None:
@@ -223,18 +226,25 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/splitbrain-foreign"))
     parser.add_argument("--measure", action="store_true")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--file", type=Path, nargs="*", default=[],
+                        help="further histories to measure as they are")
+    parser.add_argument("--repo", type=Path, nargs="*", default=[REPO],
+                        help="checkouts of splitbrain to compare (default: this one)")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    paths = []
     for shape in args.shape:
         path = args.work / f"{shape}-{args.ops}-{args.seed}.jsonl"
         if not path.exists():
             began = time.perf_counter()
             make(shape, args.ops, args.seed, path)
             print(f"made {path} in {time.perf_counter() - began:.1f} s")
+        paths.append(path)
+    for path in [*paths, *args.file]:
         lines = sum(1 for _ in open(path, "rb"))
-        print(f"{shape}: {path} ({lines:,} lines, {path.stat().st_size / 1e6:.0f} MB)")
+        print(f"{path} ({lines:,} lines, {path.stat().st_size / 1e6:.0f} MB)", flush=True)
         if args.measure:
-            measure(path, args.repeat, print)
+            measure(path, args.repeat, args.repo, lambda s: print(s, flush=True))
 
 
 if __name__ == "__main__":

@@ -140,39 +140,42 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
     bad_read: int | None = None  # completion position of a read no count can explain
     backwards: int | None = None  # index into rd_* of a read below an earlier read
     ops = 0
-    pop = open_.pop
+    pop, setdefault = open_.pop, open_.setdefault
     for pos, op in enumerate(history):
         process = op.process
-        if process == NEMESIS:
-            continue
-        if op.type == INVOKE:
-            if process in open_:
-                raise HistoryError(f"op {op.index}: process {process} invoked again "
-                                   "while its previous op was still in flight")
-            ops += 1
+        t = op.type
+        if t == INVOKE:
             f = op.f
-            if f == "add":
-                if op.value != 1 or type(op.value) is not int:
-                    return None
-                attempted += 1
-                open_[process] = (pos, max_seen + 1, True)
+            if process == NEMESIS:
+                continue
+            if f == "add" and op.value == 1 and type(op.value) is int:
+                entry = (pos, max_seen + 1, True)
             elif f == "read":
-                open_[process] = (pos, max_seen, False)
+                entry = (pos, max_seen, False)
             else:
+                entry = None
+            if entry is None or setdefault(process, entry) is not entry:
+                if process in open_:
+                    raise HistoryError(f"op {op.index}: process {process} invoked again "
+                                       "while its previous op was still in flight")
                 return None
+            attempted += entry[2]
+            ops += 1
             continue
-        entry = pop(process, None)
+        entry = pop(process, None)   # (a nemesis op is never open)
         if entry is None:
-            raise HistoryError(f"op {op.index}: {op.type} for process {process} "
+            if process == NEMESIS:
+                continue
+            raise HistoryError(f"op {op.index}: {t} for process {process} "
                                "with no invocation")
         start, bound, is_add = entry
         if is_add:
-            if op.type == OK:
+            if t == OK:
                 inc_end.append(pos)
                 inc_low.append(bound)
-            elif op.type == FAIL:
+            elif t == FAIL:
                 failed_starts.append(start)
-        elif op.type == OK:
+        elif t == OK:
             value = op.value if type(op.value) is int else _whole(op.value)
             if value is None or value < initial:
                 if bad_read is None:

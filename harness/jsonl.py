@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -239,6 +240,12 @@ def iter_records(path: Path | str, *, tolerate_torn_tail: bool = False,
     may be an integral float) and an absent ``index`` stays -1: for a consumer that
     compares them as numbers, for speed; what is refused, and where, is the same.
     """
+    return chain.from_iterable(_batches(path, tolerate_torn_tail, limits, plain))
+
+
+def _batches(path: Path | str, tolerate_torn_tail: bool, limits: Limits | None,
+             plain: bool) -> Iterator[list[Record] | list[Op]]:
+    """``iter_records``'s ops a batch at a time (handed on by ``chain``, in C)."""
     batches = _Batches()
     names: dict[str, str] = {}
     n = 0   # lines before this batch
@@ -261,10 +268,10 @@ def iter_records(path: Path | str, *, tolerate_torn_tail: bool = False,
                 check_budget(limits, f"line {n + 1}")
                 records = batches.decode(body, lines, openings) if chunk else None
                 if records is not None and (not plain or _plain_records(records, n)):
-                    yield from records
+                    yield records
                 else:
-                    yield from _line_by_line(path, body, n, names, eof=not chunk,
-                                             tolerate_torn_tail=tolerate_torn_tail)
+                    yield list(_line_by_line(path, body, n, names, eof=not chunk,
+                                             tolerate_torn_tail=tolerate_torn_tail))
                 n += lines
             if not chunk:
                 return
