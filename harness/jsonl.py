@@ -9,9 +9,11 @@ a one-line ``HistoryError``. ``harness.history`` re-exports the public names.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from itertools import chain
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -141,7 +143,6 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 UNSET = msgspec.UNSET
 _OPTIONAL: dict[type, tuple[tuple[str, str], ...]] = {}
 """Per record class, its optional fields: attribute name and the JSON key."""
-_NEEDS_PLAIN = frozenset((float, list, dict))
 BATCH = 1 << 20
 """Bytes of lines decoded in one call."""
 MAX_OPTIONAL = 32
@@ -160,11 +161,13 @@ class _Batches:
     sits between ``}`` and ``{`` (inside a value that is no valid JSON, so each newline
     ends a value) and there are as many records as lines. Values nested deeper than
     ``MAX_DEPTH`` need more ``[``/``{`` on one line than that, which a count over the
-    batch rules out almost always, and a scan of its brackets otherwise."""
+    batch rules out almost always, and a scan of its brackets otherwise. With ``plain``
+    floats in values come out as ``plain_json`` makes them (``_plain_float``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, plain: bool) -> None:
         self.optional: list[str] = []
-        self._decode = msgspec.json.Decoder(Record).decode_lines
+        self._float_hook = _plain_float if plain else None
+        self._decode = msgspec.json.Decoder(Record, float_hook=self._float_hook).decode_lines
         self._probe = msgspec.json.Decoder().decode
 
     def decode(self, body: bytes, lines: int, openings: bytes) -> list[Record] | None:
@@ -206,8 +209,21 @@ class _Batches:
             return False
         self.optional += new
         _OPTIONAL[cls] = tuple(names)
-        self._decode = msgspec.json.Decoder(cls).decode_lines  # type: ignore[assignment]
+        self._decode = msgspec.json.Decoder(  # type: ignore[assignment]
+            cls, float_hook=self._float_hook).decode_lines
         return True
+
+
+def _plain_float(literal: str) -> int | float:
+    """A float literal in a value as ``plain_json`` makes it (an integral one is an
+    int), called by msgspec as it decodes; one too large for a float is refused, as
+    msgspec refuses it without this hook."""
+    v = float(literal)
+    if v.is_integer():
+        return int(v)
+    if math.isinf(v):
+        raise ValueError("Number out of range")
+    return v
 
 
 def _openings(body: bytes) -> bytes:
@@ -246,7 +262,7 @@ def iter_records(path: Path | str, *, tolerate_torn_tail: bool = False,
 def _batches(path: Path | str, tolerate_torn_tail: bool, limits: Limits | None,
              plain: bool) -> Iterator[list[Record] | list[Op]]:
     """``iter_records``'s ops a batch at a time (handed on by ``chain``, in C)."""
-    batches = _Batches()
+    batches = _Batches(plain)
     names: dict[str, str] = {}
     n = 0   # lines before this batch
     with open_history(path) as f:
@@ -267,7 +283,9 @@ def _batches(path: Path | str, tolerate_torn_tail: bool, limits: Limits | None,
             if lines and (body or chunk):
                 check_budget(limits, f"line {n + 1}")
                 records = batches.decode(body, lines, openings) if chunk else None
-                if records is not None and (not plain or _plain_records(records, n)):
+                if records is not None:
+                    if plain:
+                        _plain_records(records, n)
                     yield records
                 else:
                     yield list(_line_by_line(path, body, n, names, eof=not chunk,
@@ -298,29 +316,25 @@ def _line_by_line(path: Path | str, body: bytes, n: int, names: dict[str, str], 
         yield op
 
 
-def _plain_records(records: list[Record], n: int) -> bool:
-    """Normalizes a batch's numbers in place as ``_parse`` would (integral floats to
-    ints) and numbers ops that have no index; False if a value is refused (the batch is
-    then read line by line, to name the line)."""
-    optional = _OPTIONAL.get(type(records[0]), ()) if records else ()
-    for i, r in enumerate(records, n):
-        try:
-            if type(r.value) in _NEEDS_PLAIN:
-                r.value = plain_json(r.value)
-            for name, _ in optional:
-                v = getattr(r, name)
-                if type(v) in _NEEDS_PLAIN:
-                    setattr(r, name, plain_json(v))
-        except HistoryError:   # (not expected: _Batches bounded the nesting)
-            return False
-        if type(r.time) is float:
-            r.time = int(r.time)
-        index = r.index
-        if type(index) is float:
-            r.index = index = int(index)
-        if index < 0:
-            r.index = i
-    return True
+def _plain_records(records: list[Record], n: int) -> None:
+    """Makes a batch's ``time`` and ``index`` ints as ``_parse`` would (integral floats
+    to ints) and numbers ops that have no index (values came out plain: ``_Batches``
+    decodes their floats with ``_plain_float`` and bounded their nesting). Each column
+    goes op by op only where its types, gathered in C, call for it."""
+    times = list(map(_TIME, records))
+    if float in set(map(type, times)):
+        for r, t in zip(records, times):
+            r.time = int(t)
+    indices = list(map(_INDEX, records))
+    if set(map(type, indices)) != {int} or (indices and min(indices) < 0):
+        for i, (r, index) in enumerate(zip(records, indices), n):
+            if type(index) is float:
+                r.index = index = int(index)
+            if index < 0:
+                r.index = i
+
+
+_TIME, _INDEX = attrgetter("time"), attrgetter("index")
 
 
 def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False,
