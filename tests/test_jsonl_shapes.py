@@ -55,7 +55,7 @@ def lines(draw: Any) -> list[str]:
     types = ["invoke", "ok", "fail", "info"] + (["oops"] if hostile else [])
     processes = st.integers(0, 4) | st.sampled_from(
         ["nemesis", "worker-1", *((True, 1.0) if hostile else ())])
-    times = st.integers(0, 10**12) | st.integers(0, 10**6).map(float)
+    times: st.SearchStrategy[Any] = st.integers(0, 10**12) | st.integers(0, 10**6).map(float)
     if hostile:
         times = times | st.floats(0, 1e12, allow_nan=False) | st.none()
     for i in range(draw(st.integers(0, 12))):
@@ -153,14 +153,16 @@ def test_batches_read_exactly_what_lines_read(tmp_path, monkeypatch, text, batch
 def counter_history(rng: random.Random, n: int, *, lose: bool, shape: str) -> list[str]:
     """A unit counter driven by 6 clients, as ``bench/foreign_histories.py`` writes it,
     with a nemesis; ``lose`` drops increments at each partition's end."""
-    count, out, flight = 0, [], [None] * 6
+    count = 0
+    out: list[dict[str, Any]] = []
+    flight: list[dict[str, Any] | None] = [None] * 6
     names = list(range(6))
     started = t = 0
     while started < n or any(flight):
         t += rng.randrange(1, 1000)
         if rng.random() < 0.01:
-            for typ in ("invoke", "info"):
-                out.append({"type": typ, "f": "kill", "value": ["n1"], "process": "nemesis",
+            for kind in ("invoke", "info"):
+                out.append({"type": kind, "f": "kill", "value": ["n1"], "process": "nemesis",
                             "time": t})
             if lose:
                 count = max(count - rng.randrange(1, 3), 0)
@@ -192,8 +194,8 @@ def counter_history(rng: random.Random, n: int, *, lose: bool, shape: str) -> li
         if typ == "info":
             names[c] += 6
     lines_ = []
-    for i, d in enumerate(out):
-        d = dict(d)
+    for i, op in enumerate(out):
+        d = dict(op)
         if shape == "named":
             d["process"] = d["process"] if d["process"] == "nemesis" else f"w{d['process']}"
             d["time"] = float(d["time"])
