@@ -17,6 +17,11 @@ file as the baseline. Then it prints, each as measured:
 
     python bench/history_scale.py [--ops 1000000] [--history FILE] [--work DIR]
 
+Histories shaped as someone else would write them (spaces, other key orders, extra
+fields, string processes, float times, a lost update) come from
+``bench/foreign_histories.py``, which also times ``check`` on them, repeatedly; give one
+to this bench with ``--history`` for the report and the rest.
+
 This is a bench, not a test: it prints figures and says which targets were missed.
 """
 

@@ -49,13 +49,14 @@ import bisect
 import heapq
 import math
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from checkers.counter_timeline import ColumnTimeline, ListTimeline, Timeline, TooWide
 from checkers.counterexample import Counterexample, OpView
-from checkers.search import gc_paused
-from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op, completions
+from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, HistoryError, Op
+from harness.reading import gc_paused
 
 ANALYZER = "counter-edf"
 
@@ -67,19 +68,32 @@ def check_unit_counter(history: list[Op], initial: int = 0) -> dict | None:
     """
     with gc_paused():
         scan = _scan(history, initial)
-    return None if scan is None else _verdict(scan, history, initial)
+    return None if scan is None else _verdict(scan, ListTimeline(history), initial)
 
 
-def prove_unit_counter(ops: Iterable[OpLike], initial: int = 0) -> dict | None:
-    """The valid verdict for a stream of ``add 1`` and ``read`` ops that is
-    linearizable; None otherwise (other ops, or not linearizable: explaining why needs
-    the history as a list, so the caller reads it and calls ``check_unit_counter``).
-
-    One pass that keeps only positions and ranks, so a history of millions of ops can
-    be proved without ever being held in memory."""
+def check_unit_counter_streaming(read: Callable[[bool], Iterable[OpLike]], initial: int = 0,
+                                 *, explain_from: int = 0) -> dict | None:
+    """``check_unit_counter``'s verdict for a history too long to hold as ops:
+    ``read(plain)`` streams it (a reader of a file; ``plain``: with the ``time`` and
+    ``index`` an ``Op`` would have), once to decide and, if it is invalid, again into
+    columns (``ColumnTimeline``) to explain why. None when the history has other ops,
+    a read that is not a whole number (the caller's full check names an ill-typed one),
+    a time or index past 64 bits, or is invalid with fewer than ``explain_from`` ops
+    (the caller's full check then adds the search's linearizable prefix)."""
     with gc_paused():
-        scan = _scan(ops, initial)
-    return None if scan is None else _verdict(scan, None, initial)
+        scan = _scan(read(False), initial)
+        if scan is None:
+            return None
+        verdict = _verdict(scan, None, initial)
+        if verdict is not None or scan.bad_read is not None or scan.ops < explain_from:
+            return verdict
+        timeline = ColumnTimeline(read(True))
+        try:
+            return _verdict(scan, timeline, initial)
+        except TooWide:
+            return None
+        finally:
+            timeline.close()
 
 
 class OpLike(Protocol):
@@ -94,7 +108,7 @@ class OpLike(Protocol):
     @property
     def process(self) -> Any: ...
     @property
-    def index(self) -> int: ...
+    def index(self) -> int | float: ...
 
 
 @dataclass
@@ -126,39 +140,42 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
     bad_read: int | None = None  # completion position of a read no count can explain
     backwards: int | None = None  # index into rd_* of a read below an earlier read
     ops = 0
-    pop = open_.pop
+    pop, setdefault = open_.pop, open_.setdefault
     for pos, op in enumerate(history):
         process = op.process
-        if process == NEMESIS:
-            continue
-        if op.type == INVOKE:
-            if process in open_:
-                raise HistoryError(f"op {op.index}: process {process} invoked again "
-                                   "while its previous op was still in flight")
-            ops += 1
+        t = op.type
+        if t == INVOKE:
             f = op.f
-            if f == "add":
-                if op.value != 1 or type(op.value) is not int:
-                    return None
-                attempted += 1
-                open_[process] = (pos, max_seen + 1, True)
+            if process == NEMESIS:
+                continue
+            if f == "add" and op.value == 1 and type(op.value) is int:
+                entry = (pos, max_seen + 1, True)
             elif f == "read":
-                open_[process] = (pos, max_seen, False)
+                entry = (pos, max_seen, False)
             else:
+                entry = None
+            if entry is None or setdefault(process, entry) is not entry:
+                if process in open_:
+                    raise HistoryError(f"op {op.index}: process {process} invoked again "
+                                       "while its previous op was still in flight")
                 return None
+            attempted += entry[2]
+            ops += 1
             continue
-        entry = pop(process, None)
+        entry = pop(process, None)   # (a nemesis op is never open)
         if entry is None:
-            raise HistoryError(f"op {op.index}: {op.type} for process {process} "
+            if process == NEMESIS:
+                continue
+            raise HistoryError(f"op {op.index}: {t} for process {process} "
                                "with no invocation")
         start, bound, is_add = entry
         if is_add:
-            if op.type == OK:
+            if t == OK:
                 inc_end.append(pos)
                 inc_low.append(bound)
-            elif op.type == FAIL:
+            elif t == FAIL:
                 failed_starts.append(start)
-        elif op.type == OK:
+        elif t == OK:
             value = op.value if type(op.value) is int else _whole(op.value)
             if value is None or value < initial:
                 if bad_read is None:
@@ -178,7 +195,7 @@ def _scan(history: Iterable[OpLike], initial: int) -> _Scan | None:
                  _Reads(rd_start, rd_end, rd_rank), rd_adds, bad_read, backwards)
 
 
-def _verdict(scan: _Scan, history: list[Op] | None, initial: int) -> dict | None:
+def _verdict(scan: _Scan, history: Timeline | None, initial: int) -> dict | None:
     """The verdict from a scan; with no ``history``, None where it would be invalid."""
     ops, reads, max_seen = scan.ops, scan.reads, scan.max_seen
     bad_read, backwards, failed_starts = scan.bad_read, scan.backwards, scan.failed_starts
@@ -304,15 +321,13 @@ def _invalid(ops: int, explanation: str, counterexample: Counterexample,
 class _Explainer:
     """Plain-words explanations; built only for invalid histories, so it may be slow."""
 
-    def __init__(self, history: list[Op], initial: int) -> None:
+    def __init__(self, history: Timeline, initial: int) -> None:
         self.history = history
         self.initial = initial
-        self.completion = completions(history)  # invoke position -> completion position
-        self.invocation = {end: start for start, end in self.completion.items()}
 
     def view(self, start: int) -> OpView:
         inv = self.history[start]
-        end = self.completion.get(start)
+        end = self.history.completion_of(start)
         done = self.history[end] if end is not None else None
         return OpView(
             process=inv.process, f=inv.f,
@@ -324,15 +339,12 @@ class _Explainer:
 
     def concurrent(self, start: int, limit: int = 10) -> list[OpView]:
         """Client ops whose interval overlaps that of the op invoked at ``start``."""
-        end = self.completion.get(start, len(self.history))
         out: list[OpView] = []
-        for s, op in enumerate(self.history[:end]):
+        for s in self.history.concurrent_with(start):
             if len(out) == limit:
                 break
-            if op.type != INVOKE or op.process == NEMESIS or s == start:
-                continue
-            e = self.completion.get(s)
-            if e is None or (e > start and self.history[e].type != FAIL):
+            e = self.history.completion_of(s)
+            if e is None or self.history[e].type != FAIL:
                 out.append(self.view(s))
         return out
 
@@ -346,7 +358,7 @@ class _Explainer:
 
     def bad_read(self, end: int) -> tuple[str, Counterexample, dict[str, Any]]:
         done = self.history[end]
-        start = self.invocation[end]
+        start = self.history.invocation_of(end)
         who = f"process {done.process} read {done.value!r} {_at(self.history[start])}"
         if _whole(done.value) is None:
             why = f"{who}, which is not a whole number"
@@ -399,7 +411,7 @@ class _Explainer:
         lo = reads.first_ended(low - 1)
         e_lo, v_lo = reads.end[lo], self.initial + reads.rank[lo]
         op_lo = self.history[e_lo]
-        n = sum(1 for e in inc_end if self.invocation[e] > e_lo and e < s_hi)
+        n = sum(1 for e in inc_end if e_lo < e < s_hi and self.history.invocation_of(e) > e_lo)
         why = (f"process {op_lo.process} read {v_lo} {_at(op_lo)}, then {n} "
                f"increment{'' if n == 1 else 's'} began and were acknowledged before "
                f"process {op_hi.process} began a read {_at(op_hi)} that returned "

@@ -19,17 +19,19 @@ import click
 from checkers import linearizable
 from checkers.base import UNKNOWN as UNKNOWN_VERDICT
 from checkers.calls import Budget
-from checkers.counter_linear import prove_unit_counter
+from checkers.counter_linear import check_unit_counter_streaming
 from checkers.models import MODELS, UNKNOWN, Counter, Model
 from harness.errors import UsageError
 from harness.formats import detect_file_format, op_lines, read_history
 from harness.history import NEMESIS, HistoryError, Op, iter_records
 from harness.reading import BudgetExceeded
-from harness.registry import load_factory
 
 # Porcupine's key-value model starts every key at the empty string, so a get of a key
 # never written returns "" there; without this a user would have to know to say so.
 _FORMAT_DEFAULT_INITIAL: dict[tuple[str, str], Any] = {("porcupine", "kv"): ""}
+STREAM_EXPLAIN_OPS = 100_000
+"""From how many ops an invalid unit-counter history is explained from columns instead
+of a list of ops (and without the search's prefix): about 150 MB of ops and calls."""
 
 
 def check_file(path: Path | str, *, model: str = "counter", fmt: str = "auto",
@@ -75,15 +77,18 @@ def check_file(path: Path | str, *, model: str = "counter", fmt: str = "auto",
 
 def _proved_streaming(path: Path, fmt: str, model: Model,
                       budget: Budget) -> dict[str, Any] | None:
-    """The verdict of a linearizable unit-counter ``history.jsonl``, proved in one
-    streaming pass that holds no op (a million ops would take hundreds of MB as a
-    list); None when the history is anything else: the caller reads it whole and checks
-    it the usual way, which explains a violation or names an ill-typed line."""
+    """The verdict of a unit-counter ``history.jsonl``, decided in one streaming pass
+    that holds no op (a million ops would take hundreds of MB as a list), and explained,
+    when it is invalid and long, from a second pass into columns; None when the history
+    is anything else: the caller reads it whole and checks it the usual way, which
+    names an ill-typed line, and for a short history adds the search's prefix."""
     if fmt != "jsonl" or type(model) is not Counter or type(model.initial) is not int:
         return None   # (an ill-typed initial state is check_fit's to explain)
     started = time.monotonic()
     try:   # (an ill-typed read or delta is no proof either: the full path names it)
-        unit = prove_unit_counter(iter_records(path, limits=budget), model.initial)
+        unit = check_unit_counter_streaming(
+            lambda plain: iter_records(path, limits=budget, plain=plain), model.initial,
+            explain_from=STREAM_EXPLAIN_OPS)
     except HistoryError:
         return None
     if unit is None:
@@ -146,6 +151,8 @@ def build_model(name: str, initial: Any = None) -> Model:
     if name in MODELS:
         factory: Any = MODELS[name]
     elif ":" in name:
+        from harness.registry import load_factory  # (pydantic, asyncio: a user's model only)
+
         factory = load_factory("model", name, {})
     else:
         raise UsageError(f"unknown model {name!r} (known: {', '.join(sorted(MODELS))}; "
