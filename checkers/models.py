@@ -158,26 +158,31 @@ class KV(_ReadIsReadOnly):
             slot = self.slots[key]
         except (KeyError, TypeError):  # a key met first, or one to freeze (a list)
             slot = self.slots.setdefault(freeze(key), len(self.slots))
+        n = len(state)
         initial = self.initial
-        before = state[slot] if slot < len(state) else initial
-        res = result[1] if isinstance(result, list | tuple) else result
+        before = state[slot] if slot < n else initial
         # The common ops on strings inline; the rest as one key's step.
-        if f == "read" and (res is UNKNOWN or type(res) is str):
-            return state if res is UNKNOWN or res == before else INCONSISTENT
         if f == "append" and type(v) is str and type(before) is str:
+            if not v:
+                return state
             after = before + v
         else:
+            res = result[1] if isinstance(result, list | tuple) else result
+            if f == "read" and (res is UNKNOWN or type(res) is str):
+                return state if res is UNKNOWN or res == before else INCONSISTENT
             after = self.step_value(before, f, v, res)
-        if after is INCONSISTENT:
-            return INCONSISTENT
-        if after == before:
-            return state
-        if slot >= len(state):
-            return state + (initial,) * (slot - len(state)) + (after,)
-        state = state[:slot] + (after,) + state[slot + 1:]
-        while state and state[-1] == initial:
-            state = state[:-1]
-        return state
+            if after is INCONSISTENT:
+                return INCONSISTENT
+            if after == before:
+                return state
+        if slot >= n:
+            return state + (initial,) * (slot - n) + (after,)
+        values = list(state)  # (cheaper than slicing the tuple around the slot)
+        values[slot] = after
+        if slot == n - 1 and after == initial:  # no trailing initial values
+            while values and values[-1] == initial:
+                values.pop()
+        return tuple(values)
 
     def step_value(self, before: Any, f: str, v: Any, res: Any) -> Any:
         """One key's step, on that key's value alone (``v`` and ``res`` without the
