@@ -147,6 +147,8 @@ def _take_turns(searches: list[PartSearch], budget: Budget, results: list[PartRe
                 if results[-1].valid is False:
                     return []
         searches = running
+        if not searches:
+            break
         if handover is not None and time.monotonic() > handover and len(searches) > 1:
             return searches
         reason = budget.exceeded()

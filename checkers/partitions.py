@@ -142,8 +142,11 @@ def searchable(model: Model, calls: list[Call]) -> tuple[list[Call], list[bool] 
     read_only = getattr(model, "read_only", None)
     if read_only is None:
         return calls, None
-    calls = [c for c in calls if c.end is not None or not read_only(c.f, c.arg)]
-    return calls, [read_only(c.f, c.arg) for c in calls]
+    pure = [read_only(c.f, c.arg) for c in calls]
+    if any(p and c.end is None for c, p in zip(calls, pure)):
+        kept = [(c, p) for c, p in zip(calls, pure) if c.end is not None or not p]
+        calls, pure = [c for c, _ in kept], [p for _, p in kept]
+    return calls, pure
 
 
 def start_part(part: Part, budget: Budget) -> PartResult | PartSearch:
