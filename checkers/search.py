@@ -163,7 +163,7 @@ def search_slices(model: Model, calls: list[Call], read_only: list[bool] | None 
     is_dead = dead_value_test(need) if extends else None
     if is_dead is not None:
         step = dead_aware(step, is_dead)
-        then = [DEAD if type(t) in (str, tuple) and is_dead(t) else t for t in then]
+        then = [DEAD if is_dead(t) else t for t in then]
     # Memo: (low, win, state) -> masks of crashed ops linearized in visited
     # configurations. Linearizing a crashed op is never needed, so a configuration
     # whose crashed set contains a visited one's (same ok ops, same state) can only do

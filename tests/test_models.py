@@ -2,7 +2,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from checkers.base import Compose, NoopChecker, merge_valid
-from checkers.models import INCONSISTENT, UNKNOWN, make_model
+from checkers.models import INCONSISTENT, UNKNOWN, freeze, make_model
 from harness.history import Op
 from tests.oracle import linearizable
 
@@ -85,7 +85,6 @@ _KV_OPS = st.lists(st.tuples(st.sampled_from(["read", "write", "cas", "append"])
 
 def _kv_reference(initial, state, f, key, v, res):
     """The kv model spelled out on a plain dict (what ``KV.step`` must equal)."""
-    from checkers.models import freeze
     key = freeze(key)
     before = state.get(key, initial)
     if f == "read":
