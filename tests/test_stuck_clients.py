@@ -32,14 +32,18 @@ pytestmark = pytest.mark.timeout(60, method="thread")  # a hang must fail, not s
 OP_TIMEOUT = 0.4
 
 
-def make(tmp_path: Path, way: str, concurrency: int = 2):
+def make(tmp_path: Path, way: str | InterruptingCounter, concurrency: int = 2):
+    """An interpreter over node n1 whose clients misbehave ``way``, or are clients of
+    the in-memory ``InterruptingCounter`` given."""
+    history = HistoryWriter(tmp_path / "history.jsonl")
+    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
+
     async def open_client(node):
         return MisbehavingClient(way)
 
-    history = HistoryWriter(tmp_path / "history.jsonl")
-    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
-    interp = Interpreter(test, history, open_client, ["n1"], concurrency,
-                         op_timeout=OP_TIMEOUT)
+    opener = (open_client if isinstance(way, str)
+              else lambda node: way.open_client(test, node))
+    interp = Interpreter(test, history, opener, ["n1"], concurrency, op_timeout=OP_TIMEOUT)
     return interp, history
 
 
@@ -117,10 +121,7 @@ def test_a_keyboard_interrupt_raised_by_a_client_is_its_crash_not_ctrl_c(tmp_pat
     """No signal comes: the client's own KeyboardInterrupt gets its op an ``info`` and
     the run goes on, under the signal handling the runner uses."""
     counter = InterruptingCounter()
-    history = HistoryWriter(tmp_path / "history.jsonl")
-    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
-    interp = Interpreter(test, history, lambda node: counter.open_client(test, node),
-                         ["n1"], 2, op_timeout=OP_TIMEOUT)
+    interp, history = make(tmp_path, counter)
     stop = StopRequests()
     with stop.installed(), stop.event_loop():
         timed_run(interp, mix([(3, constant("add", 1)), (1, constant("read", None))]),
@@ -136,10 +137,7 @@ def test_a_keyboard_interrupt_raised_by_a_client_is_its_crash_not_ctrl_c(tmp_pat
 
 def test_a_keyboard_interrupt_raised_in_a_final_op_is_info(tmp_path):
     counter = InterruptingCounter()
-    history = HistoryWriter(tmp_path / "history.jsonl")
-    test = context.Test(context.Spec(nodes=["n1"]), NoopRemote(), tmp_path)
-    interp = Interpreter(test, history, lambda node: counter.open_client(test, node),
-                         ["n1"], 1, op_timeout=OP_TIMEOUT)
+    interp, history = make(tmp_path, counter, concurrency=1)
     stop = StopRequests()
     with stop.installed(), stop.event_loop():
         done = run_async(interp.final_ops([("n1", "add", 1)], attempts=2, retry_delay=0))
