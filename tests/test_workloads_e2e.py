@@ -78,8 +78,12 @@ def test_etcd_kv_is_checked_key_by_key(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     out = results(run_dir)
     assert out["linearizable"]["valid"] is True and out["linearizable"]["keys"] > 4
-    assert out["keys"]["keys"] == out["linearizable"]["keys"]
-    assert all(set(counts) <= {"ok", "fail", "info"} for counts in out["keys"]["per_key"].values())
+    per_key = out["keys"]["per_key"]
+    assert all(set(counts) <= {"ok", "fail", "info"} for counts in per_key.values())
+    # A definite fail constrains nothing, so the search drops it: a key whose every op
+    # failed (a last key cut short by the time limit, its one cas refused) is counted
+    # in the table but not checked.
+    assert out["linearizable"]["keys"] == sum(1 for c in per_key.values() if set(c) - {"fail"})
 
 
 @pytest.mark.slow
