@@ -4,7 +4,7 @@ Jepsen histories are vectors of flat op maps: keywords, integers, strings, nil,
 vectors of those. ``edn_format`` (the reference) lexes with PLY and builds immutable
 collections token by token: 7 s for the 2.7 MB Knossos corpus. Here one regular
 expression splits the text into tokens in C and a loop builds the *plain* values
-(``harness.formats.plain``: keywords and symbols as strings, vectors and lists as
+(``harness.edn_values.plain``: keywords and symbols as strings, vectors and lists as
 lists, maps as dicts with string keys, sets as sorted lists) directly.
 
 Only tokens whose meaning is certain are taken: any other token (a character, a ratio,

@@ -27,8 +27,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from checkers.calls import Budget
-from harness import edn_fast, formats
-from harness.formats import FORMATS, plain, read_history
+from harness import edn_fast, edn_values
+from harness.edn_values import plain
+from harness.formats import FORMATS, read_history
 from harness.history import HistoryError, Op, iter_records, parse_op, read_jsonl
 from harness.reading import BudgetExceeded
 
@@ -240,11 +241,11 @@ def reference_ops(text: str) -> list[Any] | None:
 def test_edn_read_in_parts_or_fast_gives_the_references_ops(monkeypatch, forms, wrap):
     """Long texts the fast path refuses are read by edn_format in parts (so the budget
     is consulted between them); parts of two elements must change nothing."""
-    monkeypatch.setattr(formats, "REFERENCE_PART", 2)
+    monkeypatch.setattr(edn_values, "REFERENCE_PART", 2)
     text = "\n".join(forms)
     text = f"[{text}]" if wrap else text
     expected = reference_ops(text)
-    for load in (formats._load_reference, formats._load_edn):
+    for load in (edn_values._load_reference, edn_values.load_edn):
         try:
             got = load(text, Path("h.edn"), None)
         except HistoryError:
