@@ -110,7 +110,9 @@ def test_history_is_well_formed_and_info_moves_the_worker_to_a_new_process(tmp_p
     assert by_value["garbage"] == {("info", "client returned None")}
     infos = sum(p.type == "info" for p in ps)
     ended_on_info = sum(seq[-1].type == "info" for seq in by_worker.values())
-    assert len(book["opened"]) == c + infos - ended_on_info  # reopened after each info
+    # Reopened after each info; a worker whose last op was an info may have reopened
+    # too, when the time limit came while its new client was being opened.
+    assert c + infos - ended_on_info <= len(book["opened"]) <= c + infos
     assert sorted(map(id, book["closed"])) == sorted(map(id, book["opened"]))
 
 
