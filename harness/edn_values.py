@@ -89,8 +89,7 @@ def _load_reference(text: str, path: Path, limits: Limits | None) -> list[Any]:
     ``REFERENCE_PART`` elements when there are more (each part is read alone, so a
     part's error is placed at the part's lines)."""
     starts, end = op_spans(text)
-    whole = len(starts) <= REFERENCE_PART or _stray(text[:starts[0]], "[(") or \
-        _stray(text[end + 1:] if end < len(text) else "", "") or _unsplittable(text)
+    whole = len(starts) <= REFERENCE_PART or not _splittable(text, starts[0], end)
     lines = Lines(text)
     out: list[Any] = []
     for k in range(0, 1 if whole else len(starts), REFERENCE_PART):
@@ -120,11 +119,25 @@ def _unsplittable(text: str) -> bool:
     return "#_" in outside_strings or "\\" in outside_strings
 
 
-def _stray(text: str, allowed: str) -> bool:
-    """Whether ``text`` (before the first element or after the last) holds anything
-    but whitespace, commas, comments and one of ``allowed``."""
-    rest = re.sub(r";[^\n]*|[\s,]", "", text)
-    return rest not in ("", *allowed)
+_CLOSER = {"": "", "[": "]", "(": ")"}
+
+
+def _splittable(text: str, first: int, end: int) -> bool:
+    """Whether parts cut at the op-level elements read as the whole text does: before
+    the ``first`` element there is nothing, or the opening bracket of a lone sequence
+    that its own bracket closes at ``end``; nothing follows; and nothing ``op_spans``
+    does not follow (``_unsplittable``). Otherwise the reference reads the whole, and
+    a text cut short or closed by the wrong bracket is its error, not a history."""
+    before = _bare(text[:first])
+    if before not in _CLOSER or _bare(text[end + 1:]):
+        return False
+    closed = end == len(text) if not before else text[end:end + 1] == _CLOSER[before]
+    return closed and not _unsplittable(text)
+
+
+def _bare(text: str) -> str:
+    """``text`` without whitespace, commas and comments."""
+    return re.sub(r";[^\n]*|[\s,]", "", text)
 
 
 def _is_list(v: Any) -> bool:

@@ -23,7 +23,7 @@ from typing import Any
 
 import edn_format
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from checkers.calls import Budget
@@ -238,6 +238,7 @@ def reference_ops(text: str) -> list[Any] | None:
 @settings(max_examples=300, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])  # set once, kept
 @given(forms=st.lists(edn_forms, max_size=6), wrap=st.booleans())
+@example(forms=["nil", "nil", "[[]"], wrap=True)   # the closing bracket is missing
 def test_edn_read_in_parts_or_fast_gives_the_references_ops(monkeypatch, forms, wrap):
     """Long texts the fast path refuses are read by edn_format in parts (so the budget
     is consulted between them); parts of two elements must change nothing."""
