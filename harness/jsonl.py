@@ -139,6 +139,12 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, gc=False):
                 out[key] = v
         return out
 
+    def to_op(self, f: str) -> Op:
+        """This record as an ``Op`` named ``f`` (its own ``f``, or an interned equal);
+        ``time`` and ``index`` must be ints, as they are in a plain batch."""
+        return Op(self.type, f, self.value, self.process, self.time,  # type: ignore[arg-type]
+                  self.index, self.optional_fields())  # type: ignore[arg-type]
+
 
 UNSET = msgspec.UNSET
 _OPTIONAL: dict[type, tuple[tuple[str, str], ...]] = {}
@@ -344,10 +350,8 @@ def iter_jsonl(path: Path | str, *, tolerate_torn_tail: bool = False,
     for r in iter_records(path, tolerate_torn_tail=tolerate_torn_tail, limits=limits):
         if isinstance(r, Op):
             yield r
-        else:
-            f = r.f   # (time and index are ints: the records are plain)
-            yield Op(r.type, names.setdefault(f, f), r.value, r.process,
-                     r.time, r.index, r.optional_fields())  # type: ignore[arg-type]
+        else:   # (time and index are ints: the records are plain)
+            yield r.to_op(names.setdefault(r.f, r.f))
 
 
 def _line_error(path: Path | str, n: int, e: Exception, *, torn: bool) -> HistoryError:

@@ -31,7 +31,7 @@ from urllib.parse import quote
 import jinja2
 
 from harness.errors import UsageError
-from harness.history import HistoryError, iter_jsonl
+from harness.history import HistoryError, iter_records
 from harness.report_history import Anchors, HistorySummary, short, summarize
 from harness.report_view import blamed_ops, checker_results, report_data
 
@@ -126,7 +126,7 @@ def _summarize(path: Path, anchors: Anchors) -> HistorySummary:
             raise UsageError(f"{path}: a symbolic link, not a file of the run")
         if not stat.S_ISREG(mode):
             raise UsageError(f"{path}: not a regular file")
-        return summarize(iter_jsonl(path, tolerate_torn_tail=True), anchors)
+        return summarize(iter_records(path, tolerate_torn_tail=True), anchors)
     except FileNotFoundError:
         raise UsageError(f"{path.parent}: no history.jsonl; is this a run directory?"
                          ) from None

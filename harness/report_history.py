@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, Op
+from harness.history import FAIL, INFO, INVOKE, NEMESIS, OK, Op, Record
 
 OUTCOMES = (OK, FAIL, INFO)
 CAP = 256
@@ -230,8 +230,9 @@ class HistorySummary:
     windows_dropped: int = 0
 
 
-def row(op: Op, blamed: bool = False) -> dict[str, Any]:
+def row(op: Op | Record, blamed: bool = False) -> dict[str, Any]:
     """One op as a row of the page's tables."""
+    op = _op(op)
     t = op.time
     extra = op.extra if isinstance(op.extra, dict) else {}
     return {"index": op.index, "time": t / 1e9 if _usable_time(t) else None,
@@ -245,9 +246,16 @@ def _usable_time(t: Any) -> bool:
     return type(t) is int and 0 <= t <= MAX_TIME_NS
 
 
-def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistorySummary:
+def _op(op: Op | Record) -> Op:
+    return op if type(op) is Op else op.to_op(op.f)  # type: ignore[union-attr]
+
+
+def summarize(history: Iterable[Op | Record], anchors: Anchors | None = None
+              ) -> HistorySummary:
     """The one pass over ``history`` (see the module's docstring). It runs once per op
-    of histories of millions, so its loop keeps everything in local names."""
+    of histories of millions, so its loop keeps everything in local names. The ops may
+    be ``Record``s as the reader decodes them (``iter_records``): only an op that shows
+    on the page (a fault, a window's row) is made an ``Op``."""
     out = HistorySummary()
     anchors = anchors or Anchors()
     tl = out.timeline
@@ -263,7 +271,7 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
     invoke, ok, fail, info, nemesis = INVOKE, OK, FAIL, INFO, NEMESIS
     for op in history:
         n += 1
-        t = op.time
+        t: int = op.time  # type: ignore[assignment]  # checked here: timed or not
         timed = type(t) is int and 0 <= t <= limit
         if watch:
             i = op.index
@@ -318,7 +326,8 @@ def summarize(history: Iterable[Op], anchors: Anchors | None = None) -> HistoryS
     return out
 
 
-def _fault(out: HistorySummary, faults: FaultBands, op: Op, t: int) -> None:
+def _fault(out: HistorySummary, faults: FaultBands, record: Op | Record, t: int) -> None:
+    op = _op(record)
     out.faults_total += 1
     if len(out.faults) < MAX_FAULT_ROWS:
         out.faults.append(row(op))
@@ -337,11 +346,11 @@ class _Watcher:
         self.armed: list[TimeAnchor] = []  # time reached, op not met yet
         self.i = self.j = 0
         self.window: Window | None = None
-        self.recent: deque[Op] = deque(maxlen=WINDOW)
+        self.recent: deque[Op | Record] = deque(maxlen=WINDOW)
         self.next_index = self.next_time = MAX_TIME_NS + 1
         self._advance(None, -1, -1)
 
-    def _advance(self, op: Op | None, index: int, t: int) -> str | None:
+    def _advance(self, op: Op | Record | None, index: int, t: int) -> str | None:
         """Passes the anchors at or before ``index`` and ``t``; what blamed this op."""
         blamed = None
         while self.i < len(self.indexes) and self.indexes[self.i][0] <= index:
@@ -363,7 +372,7 @@ class _Watcher:
             if self.j < len(self.times) else MAX_TIME_NS + 1
         return blamed
 
-    def see(self, op: Op, index: int, t: int) -> None:
+    def see(self, op: Op | Record, index: int, t: int) -> None:
         blamed = self._advance(op, index, t)
         w = self.window
         if w is not None:

@@ -236,3 +236,36 @@ def test_a_kv_run_s_report_shows_its_keys_failing_key_first_and_says_what_it_lef
 
 def test_a_run_without_keys_has_no_key_table(tmp_path):
     assert "<h2>Keys</h2>" not in write_report(_run_dir(tmp_path)).read_text()
+
+
+def test_the_summary_of_records_as_read_equals_the_summary_of_ops(tmp_path):
+    """``report`` folds the reader's records and makes an ``Op`` only of what shows on
+    the page (faults, window rows): each part of the summary must be what the ops give,
+    extras (``ends``, a user's own fields) included."""
+    from harness.history import iter_records
+    from harness.report_history import Anchors, TimeAnchor
+
+    lines = []
+    for k in range(3000):
+        t = int(1e9 + k * 1e6)
+        if k % 500 == 10:
+            f, ends = ("start-partition", None) if k % 1000 == 10 else ("stop-partition",
+                                                                         "start-partition")
+            for type_, dt in (("invoke", 0), ("info", 100)):
+                lines.append({"type": type_, "f": f, "value": None, "process": NEMESIS,
+                              "time": t + dt, **({"ends": ends} if ends else {})})
+        p = k % 9
+        kind = "invoke" if k % 2 == 0 else ["ok", "ok", "fail", "info"][k % 7 % 4]
+        lines.append({"type": kind, "f": "add", "value": 1, "process": p, "time": t,
+                      "node": f"n{p % 3 + 1}", "meta": {"try": k % 3}})
+    path = tmp_path / "history.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    anchors = Anchors(indexes={1200: "lost"},
+                      times=[TimeAnchor(int(2.5e9), "stale", 6)])
+    of_records = summarize(iter_records(path), anchors)
+    of_ops = summarize(read_jsonl(path), anchors)
+    assert len(of_ops.windows) == 2 and of_ops.faults and len(of_ops.bands) == 3
+    for name in ("ops", "duration", "outcomes", "untimed", "bands", "faults",
+                 "faults_total", "windows", "windows_dropped"):
+        assert getattr(of_records, name) == getattr(of_ops, name), name
+    assert vars(of_records.timeline) == vars(of_ops.timeline)
