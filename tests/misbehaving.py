@@ -73,25 +73,17 @@ def ill_typed(options: dict[str, str]) -> MisbehavingSystem:
     return MisbehavingSystem("ill-typed")
 
 
-class InterruptingCounter:
+class InterruptingCounter(MisbehavingSystem):
     """A counter in memory, shared by its clients; the first add raises
     KeyboardInterrupt from the client's own code (before applying), every other op
     works. No signal is involved: the run must take it as that op's crash."""
 
-    recovery_time = 0.2
-
     def __init__(self) -> None:
-        self.name = "misbehaving-interrupt"
+        super().__init__("interrupt")
         self.value = 0
         self.interrupted = False
 
-    def db(self, test: Any) -> NoopDB:
-        return NoopDB()
-
-    def serving_nodes(self, test: Any) -> list[str]:
-        return test.nodes[:1]
-
-    async def open_client(self, test: Any, node: str) -> InterruptingCounter:
+    async def open_client(self, test: Any, node: str) -> InterruptingCounter:  # type: ignore[override]
         return self
 
     async def invoke(self, test: Any, op: Op) -> Op:
